@@ -1,0 +1,20 @@
+"""Restorers behind one registry: ``create_restorer("name:key=value")``."""
+
+from restorelab.benchmark.restorers import classical  # noqa: F401  (register the restorers)
+from restorelab.benchmark.restorers.base import (
+    RESTORERS,
+    Restorer,
+    create_restorer,
+    float_restorer,
+    list_restorers,
+    register_restorer,
+)
+
+__all__ = [
+    "RESTORERS",
+    "Restorer",
+    "create_restorer",
+    "float_restorer",
+    "list_restorers",
+    "register_restorer",
+]

@@ -1,0 +1,31 @@
+"""The degradation zoo: ``degrade(image, name, severity, seed)`` on RGB ``uint8`` images.
+
+Each op lives in its own module and registers itself in :data:`DEGRADATIONS`; severity
+tables are data (``get_degradation(name).levels``). Grids of ops × severities × seeds ship as
+YAML files in ``grids/`` and load by name with :func:`restorelab.config.load_grid`.
+"""
+
+from restorelab.degradations import blur, jpeg, noise  # noqa: F401  (register the ops)
+from restorelab.degradations.base import (
+    DEGRADATIONS,
+    Degradation,
+    DegradationResult,
+    degrade,
+    degrade_with_params,
+    get_degradation,
+    list_degradations,
+    register_degradation,
+    rng_for,
+)
+
+__all__ = [
+    "DEGRADATIONS",
+    "Degradation",
+    "DegradationResult",
+    "degrade",
+    "degrade_with_params",
+    "get_degradation",
+    "list_degradations",
+    "register_degradation",
+    "rng_for",
+]

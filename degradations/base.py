@@ -1,0 +1,177 @@
+"""The degradation registry and the public entry points :func:`degrade` / :func:`degrade_with_params`.
+
+Conventions
+-----------
+- Images are RGB ``uint8`` arrays of shape (H, W, 3) in and out.
+- Each degradation is a pure function ``fn(image, level, rng) -> (float image in [0, 1], params)``
+  on float64 RGB in [0, 1]; ``level`` is the table entry for the severity (σ in pixels, a
+  JPEG quality, ...). The final ``uint8`` conversion rounds to nearest.
+- Severity tables are data, stored beside the function (``Degradation.levels``); severity ``k``
+  uses ``levels[k - 1]``.
+- Randomness: every random draw comes from a ``numpy.random.Generator`` seeded from
+  ``(seed, name)``. The severity is deliberately *not* part of the seed: at one seed, all
+  severities of an op share the same underlying noise field (common random numbers), so the
+  curve over severity compares levels, not draws.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from restorelab.imageio import check_image
+from restorelab.registry import Registry
+
+#: ``fn(image_float, level, rng) -> (degraded_float, params)``
+DegradationFn = Callable[[np.ndarray, Any, np.random.Generator], tuple[np.ndarray, dict]]
+
+
+@dataclass(frozen=True)
+class Degradation:
+    """A registered degradation: its function, severity table and metadata."""
+
+    name: str
+    fn: DegradationFn
+    levels: tuple
+    unit: str
+    stochastic: bool
+    description: str = ""
+    reference: str = ""
+
+    @property
+    def severities(self) -> tuple[int, ...]:
+        """Valid severities, 1-based."""
+        return tuple(range(1, len(self.levels) + 1))
+
+    def level(self, severity: int) -> Any:
+        """The table entry for ``severity`` (1-based)."""
+        if isinstance(severity, bool) or not isinstance(severity, (int, np.integer)):
+            raise TypeError(f"severity must be an int, got {severity!r}")
+        if not 1 <= severity <= len(self.levels):
+            raise ValueError(
+                f"{self.name}: severity {severity} out of range 1..{len(self.levels)}"
+            )
+        return self.levels[severity - 1]
+
+
+@dataclass(frozen=True)
+class DegradationResult:
+    """A degraded image and the parameters actually used to make it."""
+
+    image: np.ndarray
+    params: dict = field(default_factory=dict)
+
+
+DEGRADATIONS: Registry[Degradation] = Registry("degradation")
+
+
+def register_degradation(
+    name: str,
+    *,
+    levels: tuple,
+    unit: str,
+    stochastic: bool,
+    reference: str = "",
+) -> Callable[[DegradationFn], DegradationFn]:
+    """Register ``fn`` as degradation ``name`` with its severity table ``levels``."""
+
+    def decorator(fn: DegradationFn) -> DegradationFn:
+        doc = (fn.__doc__ or "").strip().splitlines()
+        DEGRADATIONS.add(
+            name,
+            Degradation(
+                name=name,
+                fn=fn,
+                levels=tuple(levels),
+                unit=unit,
+                stochastic=stochastic,
+                description=doc[0] if doc else "",
+                reference=reference,
+            ),
+        )
+        return fn
+
+    return decorator
+
+
+def get_degradation(name: str) -> Degradation:
+    """The registered :class:`Degradation` called ``name``."""
+    return DEGRADATIONS.get(name)
+
+
+def list_degradations() -> list[str]:
+    """Names of all registered degradations."""
+    return DEGRADATIONS.names()
+
+
+def rng_for(name: str, seed: int) -> np.random.Generator:
+    """The generator used for op ``name`` at ``seed`` (independent of process and severity)."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    return np.random.default_rng(np.random.SeedSequence([int(seed), zlib.crc32(name.encode())]))
+
+
+def to_float(image: np.ndarray) -> np.ndarray:
+    """``uint8`` [0, 255] → float64 [0, 1]."""
+    return image.astype(np.float64) / 255.0
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """float [0, 1] → ``uint8`` [0, 255], clipped and rounded to nearest."""
+    return np.clip(np.rint(np.asarray(image) * 255.0), 0, 255).astype(np.uint8)
+
+
+def degrade_with_params(
+    image: np.ndarray, name: str, severity: int, seed: int = 0
+) -> DegradationResult:
+    """Apply degradation ``name`` at ``severity``; return the image and the parameters used.
+
+    Parameters
+    ----------
+    image : ndarray of uint8, shape (H, W, 3)
+        Clean RGB image.
+    name : str
+        A registered degradation (see :func:`list_degradations`).
+    severity : int
+        1-based index into the degradation's severity table.
+    seed : int, default 0
+        Seeds every random draw; the same (image, name, severity, seed) gives the same bytes.
+
+    Returns
+    -------
+    DegradationResult
+        ``image`` (uint8, same shape) and ``params`` (the level and any sampled values).
+    """
+    check_image(image)
+    op = get_degradation(name)
+    level = op.level(severity)
+    rng = rng_for(op.name, seed)
+    out, params = op.fn(to_float(image), level, rng)
+    out8 = to_uint8(out)
+    if out8.shape != image.shape:
+        raise RuntimeError(f"{op.name} changed the shape {image.shape} -> {out8.shape}")
+    return DegradationResult(
+        image=out8,
+        params={"name": op.name, "severity": int(severity), "seed": int(seed), "level": level,
+                **params},
+    )
+
+
+def degrade(image: np.ndarray, name: str, severity: int, seed: int = 0) -> np.ndarray:
+    """Apply degradation ``name`` at ``severity`` to an RGB ``uint8`` image.
+
+    Deterministic for a given ``seed``; see :func:`degrade_with_params` for the parameters.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from restorelab.degradations import degrade
+    >>> img = np.full((32, 32, 3), 128, np.uint8)
+    >>> degrade(img, "gaussian_blur", 3).shape
+    (32, 32, 3)
+    """
+    return degrade_with_params(image, name, severity, seed).image

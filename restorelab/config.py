@@ -1,0 +1,169 @@
+"""Configuration as data: benchmark grids and stage configs read from YAML, validated up front.
+
+Every error names the file, the key and the fix; configs round-trip through ``to_dict``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A configuration file or value is invalid; the message names where and why."""
+
+
+def load_yaml(path: str | os.PathLike) -> dict:
+    """Read a YAML mapping from ``path``; raise :class:`ConfigError` on anything else."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def dataclass_from_dict(cls: type[T], data: dict, *, source: str) -> T:
+    """Build dataclass ``cls`` from ``data``; unknown keys raise :class:`ConfigError`."""
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(names))}"
+        )
+    try:
+        return cls(**data)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{source}: {exc}") from exc
+
+
+def _int_list(value: Any, key: str, source: str) -> list[int]:
+    items = value if isinstance(value, (list, tuple)) else [value]
+    out = []
+    for item in items:
+        if isinstance(item, bool) or not isinstance(item, int):
+            raise ConfigError(f"{source}: {key} must be a list of integers, got {item!r}")
+        out.append(item)
+    if not out:
+        raise ConfigError(f"{source}: {key} must not be empty")
+    return out
+
+
+@dataclass
+class Grid:
+    """A benchmark grid: every degradation × severity × seed is one cell per image.
+
+    Keys in YAML: ``name``, ``degradations`` (registered names), ``severities`` (1-based
+    ints), ``seeds`` (non-negative ints).
+    """
+
+    name: str
+    degradations: list[str]
+    severities: list[int]
+    seeds: list[int] = field(default_factory=lambda: [0])
+    source: str = "<memory>"
+
+    def __post_init__(self) -> None:
+        from restorelab.degradations import DEGRADATIONS
+
+        if not isinstance(self.name, str) or not self.name:
+            raise ConfigError(f"{self.source}: name must be a non-empty string")
+        if isinstance(self.degradations, str):
+            self.degradations = [self.degradations]
+        if not self.degradations:
+            raise ConfigError(f"{self.source}: degradations must not be empty")
+        self.severities = _int_list(self.severities, "severities", self.source)
+        self.seeds = _int_list(self.seeds, "seeds", self.source)
+        if any(s < 0 for s in self.seeds):
+            raise ConfigError(f"{self.source}: seeds must be non-negative")
+        for name in self.degradations:
+            try:
+                op = DEGRADATIONS.get(name)
+            except KeyError as exc:
+                raise ConfigError(f"{self.source}: {exc}") from None
+            bad = [s for s in self.severities if s not in op.severities]
+            if bad:
+                raise ConfigError(
+                    f"{self.source}: severities {bad} out of range for {name} "
+                    f"(valid: {op.severities[0]}..{op.severities[-1]})"
+                )
+
+    def cells(self) -> Iterator[tuple[str, int, int]]:
+        """(degradation, severity, seed) for every cell of the grid, in a fixed order."""
+        for name in self.degradations:
+            for severity in self.severities:
+                for seed in self.seeds:
+                    yield name, severity, seed
+
+    def __len__(self) -> int:
+        return len(self.degradations) * len(self.severities) * len(self.seeds)
+
+    def to_dict(self) -> dict:
+        """The YAML-serialisable form (without ``source``)."""
+        return {
+            "name": self.name,
+            "degradations": list(self.degradations),
+            "severities": list(self.severities),
+            "seeds": list(self.seeds),
+        }
+
+
+def packaged_grids() -> list[str]:
+    """Names of the grids that ship with restorelab."""
+    folder = resources.files("restorelab.degradations") / "grids"
+    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def load_grid(name_or_path: str | os.PathLike) -> Grid:
+    """Load a grid from a YAML file, or a packaged grid by name (see :func:`packaged_grids`)."""
+    path = Path(name_or_path)
+    if path.suffix.lower() in (".yaml", ".yml") or path.exists():
+        data = load_yaml(path)
+        source = str(path)
+    else:
+        resource = resources.files("restorelab.degradations") / "grids" / f"{name_or_path}.yaml"
+        if not resource.is_file():
+            raise ConfigError(
+                f"no grid file {str(name_or_path)!r} and no packaged grid of that name; "
+                f"packaged grids: {', '.join(packaged_grids())}"
+            )
+        data = yaml.safe_load(resource.read_text(encoding="utf-8")) or {}
+        source = f"packaged grid {name_or_path!r}"
+    data = dict(data)
+    data.setdefault("name", Path(str(name_or_path)).stem)
+    return dataclass_from_dict(Grid, {**data, "source": source}, source=source)
+
+
+def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
+    """Split ``"name:key=value,key=value"`` into the name and typed options (YAML scalars).
+
+    >>> parse_spec("nlm:h=0.8,fast=true")
+    ('nlm', {'h': 0.8, 'fast': True})
+    """
+    name, _, rest = spec.partition(":")
+    name = name.strip()
+    if not name:
+        raise ConfigError(f"empty name in spec {spec!r}")
+    options: dict[str, Any] = {}
+    if rest.strip():
+        for item in rest.split(","):
+            key, eq, value = item.partition("=")
+            if not eq or not key.strip():
+                raise ConfigError(f"spec {spec!r}: expected key=value, got {item!r}")
+            options[key.strip()] = yaml.safe_load(value) if value.strip() else ""
+    return name, options

@@ -1,0 +1,106 @@
+"""The results store: Parquet parts under ``RUN_DIR/results/``, written atomically.
+
+Each flush writes a new part file under a temporary name and renames it, so a crash at any
+moment leaves only whole parts. Reading concatenates the parts and keeps one row per key
+(the last written), so a cell computed twice after a crash never counts twice.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+import pandas as pd
+
+#: Columns that identify one result row.
+KEY_COLUMNS = ("image_id", "degradation", "severity", "seed", "restorer", "config_hash")
+
+RUN_FILE = "run.json"
+RESULTS_DIR = "results"
+
+_counter = itertools.count()
+
+
+class ResultsStore:
+    """Append-only Parquet store of result rows for one run folder."""
+
+    def __init__(self, run_dir: str | os.PathLike) -> None:
+        self.run_dir = Path(run_dir)
+        self.parts_dir = self.run_dir / RESULTS_DIR
+
+    def append(self, rows: list[dict]) -> Path | None:
+        """Write ``rows`` as one new part file; returns its path (None when ``rows`` is empty)."""
+        if not rows:
+            return None
+        self.parts_dir.mkdir(parents=True, exist_ok=True)
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        name = f"part-{stamp}-{os.getpid()}-{next(_counter):05d}.parquet"
+        final = self.parts_dir / name
+        tmp = self.parts_dir / f".{name}.tmp"
+        pd.DataFrame(rows).to_parquet(tmp, index=False)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, final)
+        return final
+
+    def part_files(self) -> list[Path]:
+        """Finished part files, oldest first (temporary files ignored)."""
+        if not self.parts_dir.is_dir():
+            return []
+        return sorted(self.parts_dir.glob("part-*.parquet"), key=lambda p: (p.stat().st_mtime, p))
+
+    def load(self) -> pd.DataFrame:
+        """All rows, one per key (the most recently written wins)."""
+        parts = self.part_files()
+        if not parts:
+            return pd.DataFrame(columns=list(KEY_COLUMNS))
+        frame = pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
+        frame = frame.drop_duplicates(subset=list(KEY_COLUMNS), keep="last")
+        return frame.reset_index(drop=True)
+
+    def completed_keys(self) -> set[tuple]:
+        """Keys of the rows already stored."""
+        frame = self.load()
+        if frame.empty:
+            return set()
+        return set(frame[list(KEY_COLUMNS)].itertuples(index=False, name=None))
+
+
+def load_results(run_dir: str | os.PathLike) -> pd.DataFrame:
+    """All result rows of a run folder (see :class:`ResultsStore`)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run folder not found: {run_dir}")
+    return ResultsStore(run_dir).load()
+
+
+def write_json_atomic(path: str | os.PathLike, data: dict) -> Path:
+    """Write ``data`` as indented JSON via a temporary file and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def read_run_info(run_dir: str | os.PathLike) -> dict:
+    """The run's ``run.json`` (an empty dict when there is none)."""
+    path = Path(run_dir) / RUN_FILE
+    if not path.is_file():
+        return {}
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def key_of(row: dict) -> tuple:
+    """The key tuple of a result row."""
+    return tuple(row[c] for c in KEY_COLUMNS)
+
+
+def unique_keys(rows: Iterable[dict]) -> set[tuple]:
+    """Keys of ``rows``."""
+    return {key_of(r) for r in rows}
