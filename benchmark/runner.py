@@ -107,7 +107,7 @@ def _run_task(task: Task) -> list[dict]:
         degraded = degrade_with_params(clean, task.degradation, task.severity, task.seed)
         input_scores = _score(metrics, clean, degraded.image, prefix="input_")
         degradation_params = json.dumps(degraded.params, default=str)
-    except Exception as exc:  # noqa: BLE001 - recorded in the row, the sweep goes on
+    except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
         return [
             {**base, **_restorer_columns(restorers[i]), **nan_scores,
@@ -126,7 +126,7 @@ def _run_task(task: Task) -> list[dict]:
             row["seconds"] = time.perf_counter() - start
             row.update(_score(metrics, clean, restored))
             row["error"] = ""
-        except Exception as exc:  # noqa: BLE001 - recorded in the row, the sweep goes on
+        except Exception as exc:
             row["seconds"] = time.perf_counter() - start
             row.update(nan_scores)
             row["error"] = f"{type(exc).__name__}: {exc}"

@@ -1,4 +1,4 @@
-"""The degradation registry and the public entry points :func:`degrade` / :func:`degrade_with_params`.
+"""The degradation registry and the entry points :func:`degrade` and :func:`degrade_with_params`.
 
 Conventions
 -----------

@@ -28,8 +28,8 @@ class CorpusItem:
 def load_corpus(folder: str | os.PathLike) -> list[CorpusItem]:
     """List the images of a curated or plain folder, sorted by ``image_id``.
 
-    In a curated folder the ``image_id`` is the ``file_name`` without its ending; in a plain
-    folder it is the path relative to the folder, without its ending.
+    The ``image_id`` is the file name without its ending when those are unique in the
+    corpus, else the path relative to the folder without its ending.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -52,6 +52,9 @@ def load_corpus(folder: str | os.PathLike) -> list[CorpusItem]:
         for path in iter_image_files(folder):
             image_id = path.relative_to(folder).with_suffix("").as_posix()
             items.append(CorpusItem(image_id, path))
+    stems = [Path(item.image_id).name for item in items]
+    if len(set(stems)) == len(stems):
+        items = [CorpusItem(stem, item.path, item.caption) for stem, item in zip(stems, items)]
     ids = [item.image_id for item in items]
     if len(set(ids)) != len(ids):
         dupes = sorted({i for i in ids if ids.count(i) > 1})

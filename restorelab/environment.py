@@ -43,9 +43,8 @@ def gpu_info() -> dict:
     if info["cuda_available"]:
         for index in range(torch.cuda.device_count()):
             props = torch.cuda.get_device_properties(index)
-            info["devices"].append(
-                {"index": index, "name": props.name, "memory_gib": round(props.total_memory / 2**30, 1)}
-            )
+            memory_gib = round(props.total_memory / 2**30, 1)
+            info["devices"].append({"index": index, "name": props.name, "memory_gib": memory_gib})
     return info
 
 

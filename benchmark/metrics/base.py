@@ -1,4 +1,4 @@
-"""The metric registry: ``create_metric(name, **options)`` returns a scorer that knows its direction.
+"""The metric registry: `create_metric(name, **options)` returns a scorer that knows its direction.
 
 A metric entry is a pure function ``fn(reference, distorted, **options) -> float`` on RGB
 ``uint8`` (H, W, 3) arrays plus metadata: ``higher_is_better``, a value range and a one-line

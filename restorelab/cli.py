@@ -1,0 +1,215 @@
+"""The ``restorelab`` command line. Every subcommand is a thin shell over a library function."""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from restorelab import __version__
+
+#: Errors that are the user's input, shown as one clear line instead of a traceback.
+_USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, KeyError, FileNotFoundError,
+                                                 TypeError)
+
+
+def _friendly(fn: Callable) -> Callable:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except _USER_ERRORS as exc:
+            message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+            raise click.ClickException(str(message)) from exc
+
+    return wrapper
+
+
+def _self_command() -> str:
+    """How to call this CLI: ``restorelab`` when that is on PATH, else its full path."""
+    here = Path(sys.argv[0]).resolve() if sys.argv and sys.argv[0] else None
+    on_path = shutil.which("restorelab")
+    if here and here.name == "restorelab" and (not on_path or Path(on_path).resolve() != here):
+        return os.path.relpath(here) if not os.path.relpath(here).startswith("..") else str(here)
+    return "restorelab"
+
+
+def _split_list(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="restorelab")
+def main() -> None:
+    """Curate data for, stress-test and compare diffusion-based image restorers."""
+
+
+@main.command()
+@click.option("--out", type=click.Path(file_okay=False), default="runs/demo", show_default=True,
+              help="Folder for the sample sources, the curated corpus and the run.")
+@click.option("--grid", "grid_name", default="mini", show_default=True,
+              help="Packaged grid name or YAML file.")
+@click.option("--workers", type=int, default=None, help="Processes (default: all CPU cores).")
+@click.option("--max-side", type=int, default=512, show_default=True,
+              help="Long side of the sample photos, pixels.")
+@_friendly
+def demo(out: str, grid_name: str, workers: int | None, max_side: int) -> None:
+    """Run curate → degrade → restore → score on scikit-image's sample photos."""
+    from restorelab.config import load_grid
+    from restorelab.demo import run_demo
+
+    started = time.time()
+    result = run_demo(out, grid=load_grid(grid_name), workers=workers, max_side=max_side)
+    bench = result.benchmark
+    click.echo(
+        f"curated {result.curation.kept} images into {result.corpus} "
+        f"({result.curation.rejected} rejected: {result.curation.reasons}, see "
+        f"{result.corpus / 'rejected.csv'})"
+    )
+    click.echo(f"benchmark: {bench.rows_written} rows written, {bench.rows_skipped} already "
+               f"done, {len(bench.errors)} errors, in {time.time() - started:.0f} s")
+    click.echo("\nOpen the dashboard with:\n")
+    click.echo(f"  {_self_command()} dashboard {result.run}\n")
+
+
+@main.command()
+def doctor() -> None:
+    """Report Python, torch, GPU, extras and model weights, with how to get what is missing."""
+    from restorelab.doctor import format_report, run_checks
+
+    click.echo(format_report(run_checks()))
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--port", type=int, default=8501, show_default=True)
+@click.option("--address", default="localhost", show_default=True,
+              help="Interface to listen on (0.0.0.0 to serve other machines).")
+def dashboard(run_dir: str, port: int, address: str) -> None:
+    """Start the Streamlit dashboard on RUN_DIR."""
+    app = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
+    if not app.is_file():  # installed as a wheel: the app sits in the package
+        from restorelab import dashboard as package
+
+        app = Path(package.__file__).parent / "app.py"
+    command = [
+        sys.executable, "-m", "streamlit", "run", str(app),
+        "--server.port", str(port), "--server.address", address, "--server.headless", "true",
+        "--browser.gatherUsageStats", "false", "--", os.path.abspath(run_dir),
+    ]
+    click.echo(f"dashboard on http://{address}:{port}  (Ctrl+C stops it)")
+    env = {**os.environ, "RESTORELAB_RUN_DIR": os.path.abspath(run_dir)}
+    raise SystemExit(subprocess.call(command, env=env))
+
+
+@main.command()
+@click.argument("sources", nargs=-1, required=True)
+@click.option("--out", type=click.Path(file_okay=False), required=True,
+              help="Output folder (a Hugging Face imagefolder).")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
+              help="YAML file of filter thresholds.")
+@click.option("--min-side", type=int, default=None, help="Override the min_side threshold.")
+@_friendly
+def curate(sources: tuple[str, ...], out: str, config_path: str | None,
+           min_side: int | None) -> None:
+    """Curate image SOURCES (folders, files, globs) into an imagefolder at OUT."""
+    from restorelab.curation import CurationConfig
+    from restorelab.curation import curate as run_curation
+
+    config = CurationConfig.from_yaml(config_path) if config_path else CurationConfig()
+    if min_side is not None:
+        config.min_side = min_side
+        config.__post_init__()
+    result = run_curation(list(sources), out, config)
+    click.echo(f"kept {result.kept}, rejected {result.rejected} {result.reasons}")
+    click.echo(f"wrote {Path(out) / 'metadata.jsonl'} and {Path(out) / 'rejected.csv'}")
+
+
+@main.command()
+@click.option("--corpus", type=click.Path(exists=True, file_okay=False), required=True,
+              help="Curated folder or plain folder of clean images.")
+@click.option("--grid", "grid_name", required=True, help="Packaged grid name or YAML file.")
+@click.option("--restorer", "restorers", multiple=True, required=True,
+              help="Restorer spec NAME[:key=value,...]; repeat for several.")
+@click.option("--out", type=click.Path(file_okay=False), required=True, help="Run folder.")
+@click.option("--metrics", default="psnr,ssim", show_default=True, help="Comma-separated.")
+@click.option("--workers", type=int, default=1, show_default=True, help="CPU processes.")
+@click.option("--shard", default=None, help="I/N: only every N-th image, starting at I.")
+@_friendly
+def bench(corpus: str, grid_name: str, restorers: tuple[str, ...], out: str, metrics: str,
+          workers: int, shard: str | None) -> None:
+    """Sweep restorers over CORPUS × GRID; re-running resumes where it stopped."""
+    from restorelab.benchmark import run_benchmark
+    from restorelab.config import load_grid
+
+    summary = run_benchmark(corpus, load_grid(grid_name), list(restorers), out,
+                            metrics=_split_list(metrics), workers=workers, shard=shard)
+    click.echo(f"{summary.rows_written} rows written, {summary.rows_skipped} already done, "
+               f"{len(summary.errors)} errors → {summary.run_dir}")
+    for line in summary.errors[:10]:
+        click.echo(f"  error: {line}", err=True)
+
+
+@main.command()
+@click.argument("ref", type=click.Path(exists=True, dir_okay=False))
+@click.argument("dist", type=click.Path(exists=True, dir_okay=False))
+@click.option("--metrics", default="psnr,ssim", show_default=True, help="Comma-separated.")
+@click.option("--crop-border", type=int, default=0, show_default=True,
+              help="Pixels removed from each side before scoring.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object metric → value.")
+@_friendly
+def score(ref: str, dist: str, metrics: str, crop_border: int, as_json: bool) -> None:
+    """Score image DIST against reference REF."""
+    from restorelab.benchmark.metrics import create_metric
+    from restorelab.imageio import read_image
+
+    reference, distorted = read_image(ref), read_image(dist)
+    values = {}
+    for name in _split_list(metrics):
+        values[name] = create_metric(name, crop_border=crop_border)(reference, distorted)
+    if as_json:
+        # JSON has no infinity: identical images give PSNR null, with a note.
+        clean = {k: (None if math.isinf(v) else v) for k, v in values.items()}
+        click.echo(json.dumps(clean))
+    else:
+        for name, value in values.items():
+            click.echo(f"{name:<10} {value:.6f}")
+
+
+@main.command(name="list")
+def list_registered() -> None:
+    """List degradations, restorers, metrics and packaged grids."""
+    from restorelab.benchmark.metrics import METRICS
+    from restorelab.benchmark.restorers import RESTORERS
+    from restorelab.config import packaged_grids
+    from restorelab.degradations import DEGRADATIONS
+
+    click.echo("degradations:")
+    for name in DEGRADATIONS:
+        op = DEGRADATIONS.get(name)
+        click.echo(f"  {name:<20} {op.unit:<14} levels {list(op.levels)}  {op.description}")
+    click.echo("restorers:")
+    for name in RESTORERS:
+        cls = RESTORERS.get(name)
+        doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+        click.echo(f"  {name:<20} {doc}  defaults {cls.defaults}")
+    click.echo("metrics:")
+    for name in METRICS:
+        spec = METRICS.get(name)
+        arrow = "↑" if spec.higher_is_better else "↓"
+        click.echo(f"  {name:<20} {arrow} {spec.convention}")
+    click.echo("grids: " + ", ".join(packaged_grids()))
+
+
+if __name__ == "__main__":
+    main()

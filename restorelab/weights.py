@@ -1,0 +1,159 @@
+"""Where model weights live on this machine, and what to say when one is missing.
+
+restorelab never downloads weights. Each :class:`WeightSpec` lists the places it looks (an
+environment variable, the Hugging Face cache, ``$TORCH_HOME``) and how to get the files onto a
+machine without network access. :func:`require_weights` raises :class:`MissingWeightsError`
+naming the exact file and that recipe.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class MissingWeightsError(FileNotFoundError):
+    """A model's weights are not on this machine; the message says which file and how to get it."""
+
+
+def hf_hub_cache() -> Path:
+    """The Hugging Face hub cache folder (``HF_HUB_CACHE``, else ``HF_HOME/hub``)."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"])
+    home = os.environ.get("HF_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "huggingface"
+    )
+    return Path(home) / "hub"
+
+
+def torch_home() -> Path:
+    """Torch's cache folder (``TORCH_HOME``, else ``$XDG_CACHE_HOME/torch``)."""
+    if os.environ.get("TORCH_HOME"):
+        return Path(os.environ["TORCH_HOME"])
+    return Path(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache"))) / "torch"
+
+
+def hf_snapshot(repo_id: str, required_file: str) -> Path | None:
+    """The newest cached snapshot folder of ``repo_id`` that contains ``required_file``."""
+    snapshots = hf_hub_cache() / f"models--{repo_id.replace('/', '--')}" / "snapshots"
+    if not snapshots.is_dir():
+        return None
+    found = [s for s in snapshots.iterdir() if (s / required_file).is_file()]
+    return max(found, key=lambda s: s.stat().st_mtime) if found else None
+
+
+@dataclass(frozen=True)
+class WeightSpec:
+    """A model checkpoint restorelab can use, where it is looked for and how to get it."""
+
+    key: str
+    description: str
+    expected: str
+    locate: Callable[[], Path | None]
+    how_to_get: str
+    needed_for: str
+
+
+def _env_or(var: str, fallback: Callable[[], Path | None], required: str) -> Callable:
+    def locate() -> Path | None:
+        value = os.environ.get(var)
+        if value:
+            path = Path(value)
+            return path if (path / required).exists() or path.is_file() else None
+        return fallback()
+
+    return locate
+
+
+def _torch_checkpoint(filename: str) -> Callable[[], Path | None]:
+    def locate() -> Path | None:
+        path = torch_home() / "hub" / "checkpoints" / filename
+        return path if path.is_file() else None
+
+    return locate
+
+
+def _lpips_linear(net: str) -> Callable[[], Path | None]:
+    def locate() -> Path | None:
+        import importlib.util
+
+        spec = importlib.util.find_spec("lpips")
+        if spec is None or not spec.submodule_search_locations:
+            return None
+        path = Path(next(iter(spec.submodule_search_locations))) / "weights" / "v0.1" / f"{net}.pth"
+        return path if path.is_file() else None
+
+    return locate
+
+
+_TORCHVISION_RECIPE = (
+    "on a machine with network access run `python -c \"import torchvision; "
+    "torchvision.models.{fn}(weights='IMAGENET1K_V1')\"`, then copy "
+    "~/.cache/torch/hub/checkpoints/{file} to $TORCH_HOME/hub/checkpoints/ here"
+)
+
+WEIGHTS: dict[str, WeightSpec] = {
+    spec.key: spec
+    for spec in (
+        WeightSpec(
+            key="sdxl-base",
+            description="Stable Diffusion XL base 1.0 (diffusers layout)",
+            expected="$RESTORELAB_SDXL_BASE/model_index.json, or the HF cache of "
+            "stabilityai/stable-diffusion-xl-base-1.0",
+            locate=_env_or(
+                "RESTORELAB_SDXL_BASE",
+                lambda: hf_snapshot("stabilityai/stable-diffusion-xl-base-1.0", "model_index.json"),
+                "model_index.json",
+            ),
+            how_to_get="on a machine with network access run `huggingface-cli download "
+            "stabilityai/stable-diffusion-xl-base-1.0 --exclude '*.bin' '*.onnx*' "
+            "--local-dir sdxl-base`, copy the folder here and set RESTORELAB_SDXL_BASE to it",
+            needed_for="the SDXL+LoRA restorer and LoRA training",
+        ),
+        WeightSpec(
+            key="lpips-alex-backbone",
+            description="AlexNet ImageNet weights (LPIPS 'alex' backbone)",
+            expected="$TORCH_HOME/hub/checkpoints/alexnet-owt-7be5be79.pth",
+            locate=_torch_checkpoint("alexnet-owt-7be5be79.pth"),
+            how_to_get=_TORCHVISION_RECIPE.format(fn="alexnet", file="alexnet-owt-7be5be79.pth"),
+            needed_for="the lpips metric (net=alex)",
+        ),
+        WeightSpec(
+            key="lpips-vgg-backbone",
+            description="VGG-16 ImageNet weights (LPIPS 'vgg' backbone)",
+            expected="$TORCH_HOME/hub/checkpoints/vgg16-397923af.pth",
+            locate=_torch_checkpoint("vgg16-397923af.pth"),
+            how_to_get=_TORCHVISION_RECIPE.format(fn="vgg16", file="vgg16-397923af.pth"),
+            needed_for="the lpips metric (net=vgg)",
+        ),
+        WeightSpec(
+            key="lpips-alex-linear",
+            description="LPIPS v0.1 linear calibration layers for alex (ship with lpips)",
+            expected="<site-packages>/lpips/weights/v0.1/alex.pth",
+            locate=_lpips_linear("alex"),
+            how_to_get="pip install lpips (the file ships inside the package)",
+            needed_for="the lpips metric",
+        ),
+    )
+}
+
+
+def find_weights(key: str) -> Path | None:
+    """Path of the weights ``key`` (see :data:`WEIGHTS`), or None when absent."""
+    if key not in WEIGHTS:
+        raise KeyError(f"unknown weights {key!r}; known: {', '.join(sorted(WEIGHTS))}")
+    return WEIGHTS[key].locate()
+
+
+def require_weights(key: str) -> Path:
+    """Path of the weights ``key``; raise :class:`MissingWeightsError` saying how to get them."""
+    path = find_weights(key)
+    if path is None:
+        spec = WEIGHTS[key]
+        raise MissingWeightsError(
+            f"{spec.description} not found (looked for {spec.expected}). "
+            f"To get it: {spec.how_to_get}."
+        )
+    return path
