@@ -110,16 +110,29 @@ def _run_task(task: Task) -> list[dict]:
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
         return [
-            {**base, **_restorer_columns(restorers[i]), **nan_scores,
-             **{f"input_{k}": math.nan for k in metrics}, "seconds": math.nan,
-             "degradation_params": "", "height": 0, "width": 0, "error": error}
+            {
+                **base,
+                **_restorer_columns(restorers[i]),
+                **nan_scores,
+                **{f"input_{k}": math.nan for k in metrics},
+                "seconds": math.nan,
+                "degradation_params": "",
+                "height": 0,
+                "width": 0,
+                "error": error,
+            }
             for i in task.restorer_indices
         ]
     rows = []
     for index in task.restorer_indices:
         restorer = restorers[index]
-        row = {**base, **_restorer_columns(restorer), "degradation_params": degradation_params,
-               "height": clean.shape[0], "width": clean.shape[1]}
+        row = {
+            **base,
+            **_restorer_columns(restorer),
+            "degradation_params": degradation_params,
+            "height": clean.shape[0],
+            "width": clean.shape[1],
+        }
         start = time.perf_counter()
         try:
             restored = restorer.restore(degraded.image)
@@ -153,8 +166,14 @@ def _plan(
         for degradation, severity, seed in grid.cells():
             pending = []
             for index, restorer in enumerate(restorers):
-                key = (item.image_id, degradation, severity, seed, restorer.label,
-                       restorer.config_hash)
+                key = (
+                    item.image_id,
+                    degradation,
+                    severity,
+                    seed,
+                    restorer.label,
+                    restorer.config_hash,
+                )
                 if key in done:
                     skipped += 1
                 else:
@@ -164,29 +183,45 @@ def _plan(
     return tasks, skipped
 
 
-def _write_run_info(run_dir: Path, corpus: Path, grid: Grid, restorers: list[Restorer],
-                    metric_names: Sequence[str], shard: tuple[int, int]) -> None:
+def _write_run_info(
+    run_dir: Path,
+    corpus: Path,
+    grid: Grid,
+    restorers: list[Restorer],
+    metric_names: Sequence[str],
+    shard: tuple[int, int],
+) -> None:
     info = read_run_info(run_dir)
     known = {r["config_hash"]: r for r in info.get("restorers", [])}
     for restorer in restorers:
-        known[restorer.config_hash] = {"label": restorer.label, "config_hash": restorer.config_hash,
-                                       "config": restorer.config}
+        known[restorer.config_hash] = {
+            "label": restorer.label,
+            "config_hash": restorer.config_hash,
+            "config": restorer.config,
+        }
     info.update(
         {
             "format": "restorelab-run/1",
             "corpus": str(corpus.resolve()),
             "grid": grid.to_dict(),
             "restorers": list(known.values()),
-            "metrics": {name: {"convention": create_metric(name).convention,
-                               "higher_is_better": create_metric(name).higher_is_better}
-                        for name in metric_names},
+            "metrics": {
+                name: {
+                    "convention": create_metric(name).convention,
+                    "higher_is_better": create_metric(name).higher_is_better,
+                }
+                for name in metric_names
+            },
             "packages": package_versions(),
             "hardware": hardware_info(),
         }
     )
     info.setdefault("invocations", []).append(
-        {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "shard": f"{shard[0]}/{shard[1]}",
-         "pid": os.getpid()}
+        {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "shard": f"{shard[0]}/{shard[1]}",
+            "pid": os.getpid(),
+        }
     )
     write_json_atomic(run_dir / RUN_FILE, info)
 

@@ -50,8 +50,9 @@ class CurationConfig:
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                      or value <= 0):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0
+            ):
                 raise ValueError(f"{name} must be a positive number or null, got {value!r}")
 
     @classmethod

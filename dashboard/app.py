@@ -79,7 +79,8 @@ def main() -> None:
         if conventions:
             with st.expander("Metric conventions"):
                 for name, meta in conventions.items():
-                    arrow = "higher is better" if meta.get("higher_is_better") else "lower is better"
+                    better = "higher" if meta.get("higher_is_better") else "lower"
+                    arrow = f"{better} is better"
                     st.markdown(f"- **{name}** ({arrow}): {meta.get('convention', '')}")
     with tab_curves:
         st.subheader(f"{metric} vs severity")
@@ -107,8 +108,11 @@ def main() -> None:
         if errors.empty:
             st.success("No failed cells.")
         else:
-            st.dataframe(errors[["image_id", "degradation", "severity", "seed", "restorer",
-                                 "error"]], hide_index=True, use_container_width=True)
+            st.dataframe(
+                errors[["image_id", "degradation", "severity", "seed", "restorer", "error"]],
+                hide_index=True,
+                use_container_width=True,
+            )
 
 
 main()

@@ -16,8 +16,11 @@ INPUT_LABEL = "(degraded input)"
 
 def metric_columns(frame: pd.DataFrame) -> list[str]:
     """Metric columns present in a results table (those that also have an ``input_`` twin)."""
-    return [c[len("input_"):] for c in frame.columns
-            if c.startswith("input_") and c[len("input_"):] in frame.columns]
+    return [
+        c[len("input_") :]
+        for c in frame.columns
+        if c.startswith("input_") and c[len("input_") :] in frame.columns
+    ]
 
 
 def load_run(run_dir: str | os.PathLike) -> tuple[pd.DataFrame, dict]:
@@ -86,8 +89,9 @@ def severity_curves(frame: pd.DataFrame, metric: str) -> dict[str, pd.DataFrame]
     curves = {}
     data = with_input_rows(frame)
     for degradation, group in data.groupby("degradation"):
-        table = group.pivot_table(index="severity", columns="restorer", values=metric,
-                                  aggfunc="mean")
+        table = group.pivot_table(
+            index="severity", columns="restorer", values=metric, aggfunc="mean"
+        )
         curves[str(degradation)] = table.sort_index()
     return curves
 

@@ -52,9 +52,7 @@ class Degradation:
         if isinstance(severity, bool) or not isinstance(severity, (int, np.integer)):
             raise TypeError(f"severity must be an int, got {severity!r}")
         if not 1 <= severity <= len(self.levels):
-            raise ValueError(
-                f"{self.name}: severity {severity} out of range 1..{len(self.levels)}"
-            )
+            raise ValueError(f"{self.name}: severity {severity} out of range 1..{len(self.levels)}")
         return self.levels[severity - 1]
 
 
@@ -156,8 +154,13 @@ def degrade_with_params(
         raise RuntimeError(f"{op.name} changed the shape {image.shape} -> {out8.shape}")
     return DegradationResult(
         image=out8,
-        params={"name": op.name, "severity": int(severity), "seed": int(seed), "level": level,
-                **params},
+        params={
+            "name": op.name,
+            "severity": int(severity),
+            "seed": int(seed),
+            "level": level,
+            **params,
+        },
     )
 
 

@@ -19,8 +19,7 @@ import click
 from restorelab import __version__
 
 #: Errors that are the user's input, shown as one clear line instead of a traceback.
-_USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, KeyError, FileNotFoundError,
-                                                 TypeError)
+_USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, KeyError, FileNotFoundError, TypeError)
 
 
 def _friendly(fn: Callable) -> Callable:
@@ -55,13 +54,28 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--out", type=click.Path(file_okay=False), default="runs/demo", show_default=True,
-              help="Folder for the sample sources, the curated corpus and the run.")
-@click.option("--grid", "grid_name", default="mini", show_default=True,
-              help="Packaged grid name or YAML file.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    default="runs/demo",
+    show_default=True,
+    help="Folder for the sample sources, the curated corpus and the run.",
+)
+@click.option(
+    "--grid",
+    "grid_name",
+    default="mini",
+    show_default=True,
+    help="Packaged grid name or YAML file.",
+)
 @click.option("--workers", type=int, default=None, help="Processes (default: all CPU cores).")
-@click.option("--max-side", type=int, default=512, show_default=True,
-              help="Long side of the sample photos, pixels.")
+@click.option(
+    "--max-side",
+    type=int,
+    default=512,
+    show_default=True,
+    help="Long side of the sample photos, pixels.",
+)
 @_friendly
 def demo(out: str, grid_name: str, workers: int | None, max_side: int) -> None:
     """Run curate → degrade → restore → score on scikit-image's sample photos."""
@@ -76,8 +90,10 @@ def demo(out: str, grid_name: str, workers: int | None, max_side: int) -> None:
         f"({result.curation.rejected} rejected: {result.curation.reasons}, see "
         f"{result.corpus / 'rejected.csv'})"
     )
-    click.echo(f"benchmark: {bench.rows_written} rows written, {bench.rows_skipped} already "
-               f"done, {len(bench.errors)} errors, in {time.time() - started:.0f} s")
+    click.echo(
+        f"benchmark: {bench.rows_written} rows written, {bench.rows_skipped} already "
+        f"done, {len(bench.errors)} errors, in {time.time() - started:.0f} s"
+    )
     click.echo("\nOpen the dashboard with:\n")
     click.echo(f"  {_self_command()} dashboard {result.run}\n")
 
@@ -93,8 +109,12 @@ def doctor() -> None:
 @main.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--port", type=int, default=8501, show_default=True)
-@click.option("--address", default="localhost", show_default=True,
-              help="Interface to listen on (0.0.0.0 to serve other machines).")
+@click.option(
+    "--address",
+    default="localhost",
+    show_default=True,
+    help="Interface to listen on (0.0.0.0 to serve other machines).",
+)
 def dashboard(run_dir: str, port: int, address: str) -> None:
     """Start the Streamlit dashboard on RUN_DIR."""
     app = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
@@ -103,9 +123,21 @@ def dashboard(run_dir: str, port: int, address: str) -> None:
 
         app = Path(package.__file__).parent / "app.py"
     command = [
-        sys.executable, "-m", "streamlit", "run", str(app),
-        "--server.port", str(port), "--server.address", address, "--server.headless", "true",
-        "--browser.gatherUsageStats", "false", "--", os.path.abspath(run_dir),
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(app),
+        "--server.port",
+        str(port),
+        "--server.address",
+        address,
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+        "--",
+        os.path.abspath(run_dir),
     ]
     click.echo(f"dashboard on http://{address}:{port}  (Ctrl+C stops it)")
     env = {**os.environ, "RESTORELAB_RUN_DIR": os.path.abspath(run_dir)}
@@ -114,14 +146,23 @@ def dashboard(run_dir: str, port: int, address: str) -> None:
 
 @main.command()
 @click.argument("sources", nargs=-1, required=True)
-@click.option("--out", type=click.Path(file_okay=False), required=True,
-              help="Output folder (a Hugging Face imagefolder).")
-@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
-              help="YAML file of filter thresholds.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    required=True,
+    help="Output folder (a Hugging Face imagefolder).",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False),
+    help="YAML file of filter thresholds.",
+)
 @click.option("--min-side", type=int, default=None, help="Override the min_side threshold.")
 @_friendly
-def curate(sources: tuple[str, ...], out: str, config_path: str | None,
-           min_side: int | None) -> None:
+def curate(
+    sources: tuple[str, ...], out: str, config_path: str | None, min_side: int | None
+) -> None:
     """Curate image SOURCES (folders, files, globs) into an imagefolder at OUT."""
     from restorelab.curation import CurationConfig
     from restorelab.curation import curate as run_curation
@@ -136,26 +177,51 @@ def curate(sources: tuple[str, ...], out: str, config_path: str | None,
 
 
 @main.command()
-@click.option("--corpus", type=click.Path(exists=True, file_okay=False), required=True,
-              help="Curated folder or plain folder of clean images.")
+@click.option(
+    "--corpus",
+    type=click.Path(exists=True, file_okay=False),
+    required=True,
+    help="Curated folder or plain folder of clean images.",
+)
 @click.option("--grid", "grid_name", required=True, help="Packaged grid name or YAML file.")
-@click.option("--restorer", "restorers", multiple=True, required=True,
-              help="Restorer spec NAME[:key=value,...]; repeat for several.")
+@click.option(
+    "--restorer",
+    "restorers",
+    multiple=True,
+    required=True,
+    help="Restorer spec NAME[:key=value,...]; repeat for several.",
+)
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Run folder.")
 @click.option("--metrics", default="psnr,ssim", show_default=True, help="Comma-separated.")
 @click.option("--workers", type=int, default=1, show_default=True, help="CPU processes.")
 @click.option("--shard", default=None, help="I/N: only every N-th image, starting at I.")
 @_friendly
-def bench(corpus: str, grid_name: str, restorers: tuple[str, ...], out: str, metrics: str,
-          workers: int, shard: str | None) -> None:
+def bench(
+    corpus: str,
+    grid_name: str,
+    restorers: tuple[str, ...],
+    out: str,
+    metrics: str,
+    workers: int,
+    shard: str | None,
+) -> None:
     """Sweep restorers over CORPUS × GRID; re-running resumes where it stopped."""
     from restorelab.benchmark import run_benchmark
     from restorelab.config import load_grid
 
-    summary = run_benchmark(corpus, load_grid(grid_name), list(restorers), out,
-                            metrics=_split_list(metrics), workers=workers, shard=shard)
-    click.echo(f"{summary.rows_written} rows written, {summary.rows_skipped} already done, "
-               f"{len(summary.errors)} errors → {summary.run_dir}")
+    summary = run_benchmark(
+        corpus,
+        load_grid(grid_name),
+        list(restorers),
+        out,
+        metrics=_split_list(metrics),
+        workers=workers,
+        shard=shard,
+    )
+    click.echo(
+        f"{summary.rows_written} rows written, {summary.rows_skipped} already done, "
+        f"{len(summary.errors)} errors → {summary.run_dir}"
+    )
     for line in summary.errors[:10]:
         click.echo(f"  error: {line}", err=True)
 
@@ -164,8 +230,13 @@ def bench(corpus: str, grid_name: str, restorers: tuple[str, ...], out: str, met
 @click.argument("ref", type=click.Path(exists=True, dir_okay=False))
 @click.argument("dist", type=click.Path(exists=True, dir_okay=False))
 @click.option("--metrics", default="psnr,ssim", show_default=True, help="Comma-separated.")
-@click.option("--crop-border", type=int, default=0, show_default=True,
-              help="Pixels removed from each side before scoring.")
+@click.option(
+    "--crop-border",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Pixels removed from each side before scoring.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object metric → value.")
 @_friendly
 def score(ref: str, dist: str, metrics: str, crop_border: int, as_json: bool) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from restorelab.imageio import iter_image_files
@@ -54,7 +54,7 @@ def load_corpus(folder: str | os.PathLike) -> list[CorpusItem]:
             items.append(CorpusItem(image_id, path))
     stems = [Path(item.image_id).name for item in items]
     if len(set(stems)) == len(stems):
-        items = [CorpusItem(stem, item.path, item.caption) for stem, item in zip(stems, items)]
+        items = [replace(item, image_id=stem) for stem, item in zip(stems, items, strict=True)]
     ids = [item.image_id for item in items]
     if len(set(ids)) != len(ids):
         dupes = sorted({i for i in ids if ids.count(i) > 1})

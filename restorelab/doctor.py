@@ -23,8 +23,12 @@ class Check:
 
 #: Optional extras: (name, distribution that marks it installed, what it enables, install hint)
 EXTRAS = (
-    ("iqa", "pyiqa", "no-reference metrics (NIQE, MUSIQ, CLIPIQA, MANIQA); "
-     "PolyForm-Noncommercial licence", "pip install 'restorelab[iqa]'"),
+    (
+        "iqa",
+        "pyiqa",
+        "no-reference metrics (NIQE, MUSIQ, CLIPIQA, MANIQA); PolyForm-Noncommercial licence",
+        "pip install 'restorelab[iqa]'",
+    ),
     ("notebooks", "jupyterlab", "the walkthrough notebooks", "pip install 'restorelab[notebooks]'"),
     ("dev", "pytest", "the test suite", "pip install -e '.[dev]'"),
 )
@@ -39,36 +43,77 @@ def run_checks() -> list[Check]:
     ]
     gpu = gpu_info()
     torch_version = gpu.get("torch")
-    checks.append(Check("system", "torch", torch_version is not None,
-                        f"{torch_version} (CUDA build {gpu.get('cuda_build')})" if torch_version
-                        else "not installed", "pip install torch"))
+    checks.append(
+        Check(
+            "system",
+            "torch",
+            torch_version is not None,
+            f"{torch_version} (CUDA build {gpu.get('cuda_build')})"
+            if torch_version
+            else "not installed",
+            "pip install torch",
+        )
+    )
     if gpu["cuda_available"]:
         names = ", ".join(f"{d['name']} ({d['memory_gib']} GiB)" for d in gpu["devices"])
         checks.append(Check("system", "gpu", True, names))
     else:
-        checks.append(Check("system", "gpu", False, "no CUDA device visible; GPU restorers and "
-                            "batched GPU metrics fall back to the CPU or are unavailable",
-                            "run on a machine with an NVIDIA GPU and a CUDA build of torch"))
+        checks.append(
+            Check(
+                "system",
+                "gpu",
+                False,
+                "no CUDA device visible; GPU restorers and "
+                "batched GPU metrics fall back to the CPU or are unavailable",
+                "run on a machine with an NVIDIA GPU and a CUDA build of torch",
+            )
+        )
     for package in ("diffusers", "peft", "transformers", "lpips", "streamlit", "datasets"):
         version = package_version(package)
-        checks.append(Check("packages", package, version is not None, version or "not installed",
-                            f"pip install {package}"))
+        checks.append(
+            Check(
+                "packages",
+                package,
+                version is not None,
+                version or "not installed",
+                f"pip install {package}",
+            )
+        )
     for extra, dist, what, hint in EXTRAS:
         # find_spec only locates the package: pyiqa is never imported by core code.
         present = importlib.util.find_spec(dist.replace("-", "_")) is not None
-        checks.append(Check("extras", extra, present,
-                            f"{dist} {package_version(dist) or ''}: {what}".replace("  ", " "),
-                            hint))
+        checks.append(
+            Check(
+                "extras",
+                extra,
+                present,
+                f"{dist} {package_version(dist) or ''}: {what}".replace("  ", " "),
+                hint,
+            )
+        )
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    checks.append(Check("extras", "chromium", chromium is not None,
-                        chromium or "not found: browser test of the dashboard is skipped",
-                        "apt-get install -y chromium"))
+    checks.append(
+        Check(
+            "extras",
+            "chromium",
+            chromium is not None,
+            chromium or "not found: browser test of the dashboard is skipped",
+            "apt-get install -y chromium",
+        )
+    )
     for spec in WEIGHTS.values():
         path = spec.locate()
-        checks.append(Check("weights", spec.key, path is not None,
-                            f"{spec.description}: {path}" if path else
-                            f"{spec.description}: missing ({spec.expected}); needed for "
-                            f"{spec.needed_for}", spec.how_to_get))
+        checks.append(
+            Check(
+                "weights",
+                spec.key,
+                path is not None,
+                f"{spec.description}: {path}"
+                if path
+                else f"{spec.description}: missing ({spec.expected}); needed for {spec.needed_for}",
+                spec.how_to_get,
+            )
+        )
     return checks
 
 

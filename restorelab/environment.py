@@ -9,9 +9,23 @@ from importlib import metadata
 
 #: Packages whose versions are recorded with every run.
 TRACKED_PACKAGES = (
-    "restorelab", "numpy", "scipy", "scikit-image", "pillow", "pandas", "pyarrow", "torch",
-    "torchvision", "lpips", "diffusers", "peft", "transformers", "accelerate", "datasets",
-    "streamlit", "pyiqa",
+    "restorelab",
+    "numpy",
+    "scipy",
+    "scikit-image",
+    "pillow",
+    "pandas",
+    "pyarrow",
+    "torch",
+    "torchvision",
+    "lpips",
+    "diffusers",
+    "peft",
+    "transformers",
+    "accelerate",
+    "datasets",
+    "streamlit",
+    "pyiqa",
 )
 
 

@@ -89,7 +89,7 @@ def _lpips_linear(net: str) -> Callable[[], Path | None]:
 
 
 _TORCHVISION_RECIPE = (
-    "on a machine with network access run `python -c \"import torchvision; "
+    'on a machine with network access run `python -c "import torchvision; '
     "torchvision.models.{fn}(weights='IMAGENET1K_V1')\"`, then copy "
     "~/.cache/torch/hub/checkpoints/{file} to $TORCH_HOME/hub/checkpoints/ here"
 )
