@@ -60,5 +60,6 @@ def load_corpus(folder: str | os.PathLike) -> list[CorpusItem]:
         dupes = sorted({i for i in ids if ids.count(i) > 1})
         raise ValueError(f"{folder}: image ids are not unique (same name, other ending?): {dupes}")
     if not items:
-        raise ValueError(f"{folder}: no images found")
+        hint = " (did curation reject every image? see rejected.csv)" if metadata.is_file() else ""
+        raise ValueError(f"{folder}: no images found{hint}")
     return sorted(items, key=lambda item: item.image_id)

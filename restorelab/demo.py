@@ -65,7 +65,8 @@ def build_sample_sources(folder: str | os.PathLike, *, max_side: int = 512) -> P
     """Write the sample photos (scaled so the long side is ``max_side``) with sidecar captions.
 
     Also plants what curation must catch: an exact duplicate in another format, a truncated
-    file, a file that is not an image and a thumbnail below the size limit.
+    file, a file that is not an image and a thumbnail (``max_side / 8`` pixels) below the
+    demo's size limit (``max_side / 4``).
     """
     folder = Path(folder)
     (folder / "photos").mkdir(parents=True, exist_ok=True)
@@ -83,7 +84,8 @@ def build_sample_sources(folder: str | os.PathLike, *, max_side: int = 512) -> P
             image.save(folder / "planted" / "truncated.jpg", quality=90)
             data = (folder / "planted" / "truncated.jpg").read_bytes()
             (folder / "planted" / "truncated.jpg").write_bytes(data[: len(data) // 3])
-            image.resize((48, 48)).save(folder / "planted" / "thumbnail.png")
+            side = max(8, max_side // 8)
+            image.resize((side, side)).save(folder / "planted" / "thumbnail.png")
     (folder / "planted" / "notes.png").write_text("this is not an image\n", encoding="utf-8")
     return folder
 
@@ -101,7 +103,8 @@ def run_demo(
     out = Path(out)
     sources = build_sample_sources(out / "sources", max_side=max_side)
     corpus = out / "corpus"
-    curation = curate([sources], corpus, CurationConfig(min_side=128), progress=progress)
+    config = CurationConfig(min_side=max(1, max_side // 4))
+    curation = curate([sources], corpus, config, progress=progress)
     run_dir = out / "run"
     summary = run_benchmark(
         corpus,

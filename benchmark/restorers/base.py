@@ -108,6 +108,8 @@ def float_restorer(
                 "restore_array": restore_array,
                 "__doc__": fn.__doc__,
                 "__module__": fn.__module__,
+                # the decorator binds the class to the function's name: pickle finds it there
+                "__qualname__": fn.__qualname__,
             },
         )
         return register_restorer(cls)

@@ -1,0 +1,52 @@
+"""Shared fixtures: small real photographs from scikit-image, and corpora made from them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from skimage import data
+
+
+def resized(image: np.ndarray, long_side: int) -> np.ndarray:
+    """``image`` scaled (Lanczos) so its long side is ``long_side`` pixels."""
+    pil = Image.fromarray(image)
+    scale = long_side / max(pil.size)
+    size = (max(1, round(pil.width * scale)), max(1, round(pil.height * scale)))
+    return np.asarray(pil.resize(size, Image.Resampling.LANCZOS))
+
+
+@pytest.fixture(scope="session")
+def astronaut() -> np.ndarray:
+    """scikit-image's astronaut photo, 128×128 RGB uint8."""
+    return resized(data.astronaut(), 128)
+
+
+@pytest.fixture(scope="session")
+def photos() -> dict[str, np.ndarray]:
+    """Three real photos (astronaut, coffee, chelsea), long side 96 px."""
+    return {name: resized(getattr(data, name)(), 96) for name in ("astronaut", "coffee", "chelsea")}
+
+
+@pytest.fixture
+def photo_folder(tmp_path: Path, photos: dict[str, np.ndarray]) -> Path:
+    """A plain folder with the three photos as PNG."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name, image in photos.items():
+        Image.fromarray(image).save(folder / f"{name}.png")
+    return folder
+
+
+@pytest.fixture
+def tiny_grid_file(tmp_path: Path) -> Path:
+    """A 2 degradations × 2 severities × 1 seed grid file."""
+    path = tmp_path / "tiny.yaml"
+    path.write_text(
+        "name: tiny\ndegradations: [gaussian_blur, gaussian_noise]\nseverities: [1, 3]\n"
+        "seeds: [0]\n",
+        encoding="utf-8",
+    )
+    return path

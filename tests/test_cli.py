@@ -1,0 +1,165 @@
+"""The command line, as a user types it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from restorelab.cli import main
+from restorelab.degradations import degrade
+from restorelab.results import load_results
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+def test_score_json(runner: CliRunner, tmp_path: Path, astronaut: np.ndarray) -> None:
+    Image.fromarray(astronaut).save(tmp_path / "ref.png")
+    Image.fromarray(degrade(astronaut, "gaussian_blur", 1)).save(tmp_path / "dist.png")
+    result = runner.invoke(
+        main,
+        [
+            "score",
+            str(tmp_path / "ref.png"),
+            str(tmp_path / "dist.png"),
+            "--metrics",
+            "psnr,ssim",
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    values = json.loads(result.output)
+    assert set(values) == {"psnr", "ssim"}
+    assert 20 < values["psnr"] < 50 and 0 < values["ssim"] < 1
+
+
+def test_score_identical_images_and_errors(
+    runner: CliRunner, tmp_path: Path, astronaut: np.ndarray
+) -> None:
+    Image.fromarray(astronaut).save(tmp_path / "a.png")
+    same = runner.invoke(
+        main, ["score", str(tmp_path / "a.png"), str(tmp_path / "a.png"), "--json"]
+    )
+    assert json.loads(same.output) == {"psnr": None, "ssim": 1.0}
+    (tmp_path / "bad.png").write_bytes(b"nope")
+    bad = runner.invoke(main, ["score", str(tmp_path / "a.png"), str(tmp_path / "bad.png")])
+    assert bad.exit_code == 1
+    assert "bad.png: not a recognised image format" in bad.output
+    unknown = runner.invoke(
+        main, ["score", str(tmp_path / "a.png"), str(tmp_path / "a.png"), "--metrics", "psnrr"]
+    )
+    assert unknown.exit_code == 1 and "Did you mean 'psnr'" in unknown.output
+
+
+def test_bench_then_resume(
+    runner: CliRunner, photo_folder: Path, tiny_grid_file: Path, tmp_path: Path
+) -> None:
+    args = [
+        "bench",
+        "--corpus",
+        str(photo_folder),
+        "--grid",
+        str(tiny_grid_file),
+        "--restorer",
+        "identity",
+        "--restorer",
+        "wavelet",
+        "--out",
+        str(tmp_path / "run"),
+    ]
+    first = runner.invoke(main, args)
+    assert first.exit_code == 0, first.output
+    assert "24 rows written, 0 already done, 0 errors" in first.output
+    again = runner.invoke(main, args)
+    assert "0 rows written, 24 already done" in again.output
+    assert len(load_results(tmp_path / "run")) == 24
+
+
+def test_bench_bad_grid_is_one_clear_line(
+    runner: CliRunner, photo_folder: Path, tmp_path: Path
+) -> None:
+    result = runner.invoke(
+        main,
+        [
+            "bench",
+            "--corpus",
+            str(photo_folder),
+            "--grid",
+            "nope",
+            "--restorer",
+            "identity",
+            "--out",
+            str(tmp_path / "run"),
+        ],
+    )
+    assert result.exit_code == 1
+    assert "no grid file 'nope'" in result.output and "Traceback" not in result.output
+
+
+def test_curate(runner: CliRunner, photo_folder: Path, tmp_path: Path) -> None:
+    out = tmp_path / "corpus"
+    result = runner.invoke(
+        main, ["curate", str(photo_folder), "--out", str(out), "--min-side", "64"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "kept 3, rejected 0" in result.output
+    assert len((out / "metadata.jsonl").read_text(encoding="utf-8").splitlines()) == 3
+
+
+def test_doctor_says_what_is_missing_and_how(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.delenv("RESTORELAB_SDXL_BASE", raising=False)
+    result = runner.invoke(main, ["doctor"])
+    assert result.exit_code == 0, result.output
+    assert "[system]" in result.output and "[weights]" in result.output
+    assert "sdxl-base" in result.output and "huggingface-cli download" in result.output
+    assert "alexnet-owt-7be5be79.pth" in result.output
+    # a present checkpoint is reported as found
+    (tmp_path / "torch" / "hub" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "torch" / "hub" / "checkpoints" / "alexnet-owt-7be5be79.pth").write_bytes(b"x")
+    found = runner.invoke(main, ["doctor"])
+    line = next(ln for ln in found.output.splitlines() if "lpips-alex-backbone" in ln)
+    assert line.strip().startswith("ok")
+
+
+def test_list(runner: CliRunner) -> None:
+    result = runner.invoke(main, ["list"])
+    assert result.exit_code == 0
+    for word in ("gaussian_blur", "nlm", "ssim_y", "mini"):
+        assert word in result.output
+
+
+def test_demo_end_to_end(runner: CliRunner, tiny_grid_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    result = runner.invoke(
+        main,
+        [
+            "demo",
+            "--out",
+            str(out),
+            "--grid",
+            str(tiny_grid_file),
+            "--max-side",
+            "80",
+            "--workers",
+            "1",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "curated 8 images" in result.output
+    assert "4 rejected" in result.output
+    assert f"dashboard {out / 'run'}" in result.output
+    frame = load_results(out / "run")
+    # 8 photos × 2 degradations × 2 severities × 5 restorers, all finite
+    assert len(frame) == 8 * 2 * 2 * 5
+    assert np.isfinite(frame["psnr"]).all()
