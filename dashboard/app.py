@@ -9,9 +9,13 @@ from __future__ import annotations
 import os
 import sys
 
+import altair as alt
+import numpy as np
+import pandas as pd
 import streamlit as st
 
 from restorelab.dashboard.data import (
+    INPUT_LABEL,
     curation_report,
     error_rows,
     filter_rows,
@@ -38,6 +42,28 @@ def _results_mtime(run_dir: str) -> float:
         return max((e.stat().st_mtime for e in os.scandir(folder)), default=0.0)
     except FileNotFoundError:
         return 0.0
+
+
+def _curve_chart(table: pd.DataFrame, metric: str) -> alt.Chart:
+    """Lines of ``metric`` over severity, one per restorer; the degraded input dashed."""
+    long = table.reset_index().melt(id_vars="severity", var_name="restorer", value_name=metric)
+    long["line"] = np.where(long["restorer"] == INPUT_LABEL, "degraded input", "restored")
+    return (
+        alt.Chart(long)
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("severity:O", title="severity", axis=alt.Axis(labelAngle=0)),
+            y=alt.Y(f"{metric}:Q", scale=alt.Scale(zero=False), title=metric),
+            color=alt.Color("restorer:N"),
+            strokeDash=alt.StrokeDash(
+                "line:N",
+                scale=alt.Scale(domain=["restored", "degraded input"], range=[[1, 0], [5, 4]]),
+                legend=None,
+            ),
+            tooltip=["restorer", "severity", alt.Tooltip(f"{metric}:Q", format=".4f")],
+        )
+        .properties(height=280)
+    )
 
 
 def main() -> None:
@@ -74,7 +100,8 @@ def main() -> None:
     with tab_board:
         st.subheader("Leaderboard")
         st.write("Mean over the selected cells; Δ is the mean gain over the degraded input.")
-        st.dataframe(leaderboard(subset, metrics), hide_index=True, use_container_width=True)
+        board = leaderboard(subset, metrics)
+        st.dataframe(board.round(4), hide_index=True, use_container_width=True)
         conventions = info.get("metrics", {})
         if conventions:
             with st.expander("Metric conventions"):
@@ -89,7 +116,7 @@ def main() -> None:
         for index, (degradation, table) in enumerate(curves.items()):
             with columns[index % len(columns)]:
                 st.markdown(f"**{degradation}**")
-                st.line_chart(table, x_label="severity", y_label=metric)
+                st.altair_chart(_curve_chart(table, metric), use_container_width=True)
     with tab_curation:
         report = curation_report(info)
         if report is None:
