@@ -3,9 +3,11 @@
 Conventions
 -----------
 - Images are RGB ``uint8`` arrays of shape (H, W, 3) in and out.
-- Each degradation is a pure function ``fn(image, level, rng) -> (float image in [0, 1], params)``
-  on float64 RGB in [0, 1]; ``level`` is the table entry for the severity (σ in pixels, a
-  JPEG quality, ...). The final ``uint8`` conversion rounds to nearest.
+- Each degradation is a pure function ``fn(image, level, rng) -> (image, params)``. It takes
+  float32 RGB in [0, 1] (or the ``uint8`` image itself when registered with
+  ``takes_uint8=True``) and returns float in [0, 1] (converted to ``uint8`` by rounding to
+  nearest) or ``uint8``. ``level`` is the table entry for the severity (σ in pixels, a JPEG
+  quality, ...).
 - Severity tables are data, stored beside the function (``Degradation.levels``); severity ``k``
   uses ``levels[k - 1]``.
 - Randomness: every random draw comes from a ``numpy.random.Generator`` seeded from
@@ -26,7 +28,10 @@ import numpy as np
 from restorelab.imageio import check_image
 from restorelab.registry import Registry
 
-#: ``fn(image_float, level, rng) -> (degraded_float, params)``
+#: Smallest image side, in pixels, that every degradation accepts (as ImageNet-C).
+MIN_SIDE = 32
+
+#: ``fn(image, level, rng) -> (degraded, params)``
 DegradationFn = Callable[[np.ndarray, Any, np.random.Generator], tuple[np.ndarray, dict]]
 
 
@@ -41,6 +46,7 @@ class Degradation:
     stochastic: bool
     description: str = ""
     reference: str = ""
+    takes_uint8: bool = False
 
     @property
     def severities(self) -> tuple[int, ...]:
@@ -74,8 +80,12 @@ def register_degradation(
     unit: str,
     stochastic: bool,
     reference: str = "",
+    takes_uint8: bool = False,
 ) -> Callable[[DegradationFn], DegradationFn]:
-    """Register ``fn`` as degradation ``name`` with its severity table ``levels``."""
+    """Register ``fn`` as degradation ``name`` with its severity table ``levels``.
+
+    ``takes_uint8`` passes the ``uint8`` image itself instead of float32 in [0, 1].
+    """
 
     def decorator(fn: DegradationFn) -> DegradationFn:
         doc = (fn.__doc__ or "").strip().splitlines()
@@ -89,6 +99,7 @@ def register_degradation(
                 stochastic=stochastic,
                 description=doc[0] if doc else "",
                 reference=reference,
+                takes_uint8=takes_uint8,
             ),
         )
         return fn
@@ -118,9 +129,18 @@ def to_float(image: np.ndarray) -> np.ndarray:
     return image.astype(np.float64) / 255.0
 
 
+def to_float32(image: np.ndarray) -> np.ndarray:
+    """``uint8`` [0, 255] → float32 [0, 1]."""
+    return image.astype(np.float32) * np.float32(1 / 255)
+
+
 def to_uint8(image: np.ndarray) -> np.ndarray:
-    """float [0, 1] → ``uint8`` [0, 255], clipped and rounded to nearest."""
-    return np.clip(np.rint(np.asarray(image) * 255.0), 0, 255).astype(np.uint8)
+    """float [0, 1] → ``uint8`` [0, 255], clipped and rounded to nearest (``uint8`` passes)."""
+    image = np.asarray(image)
+    if image.dtype == np.uint8:
+        return image
+    scaled = image * image.dtype.type(255) if image.dtype.kind == "f" else image * 255.0
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
 
 
 def degrade_with_params(
@@ -145,10 +165,15 @@ def degrade_with_params(
         ``image`` (uint8, same shape) and ``params`` (the level and any sampled values).
     """
     check_image(image)
+    if min(image.shape[:2]) < MIN_SIDE:
+        raise ValueError(
+            f"image is {image.shape[1]}x{image.shape[0]} px; degradations need at least "
+            f"{MIN_SIDE} px on each side"
+        )
     op = get_degradation(name)
     level = op.level(severity)
     rng = rng_for(op.name, seed)
-    out, params = op.fn(to_float(image), level, rng)
+    out, params = op.fn(image if op.takes_uint8 else to_float32(image), level, rng)
     out8 = to_uint8(out)
     if out8.shape != image.shape:
         raise RuntimeError(f"{op.name} changed the shape {image.shape} -> {out8.shape}")

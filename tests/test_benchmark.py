@@ -162,8 +162,8 @@ def test_checks_happen_before_any_work(photo_folder: Path, grid: Grid, tmp_path:
 
 def test_grid_validation(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
-    bad.write_text("name: x\ndegradations: [gaussian_blur]\nseverities: [1, 9]\n", "utf-8")
-    with pytest.raises(ConfigError, match=r"severities \[9\] out of range for gaussian_blur"):
+    bad.write_text("name: x\ndegradations: [gaussian_blur]\nseverities: [1, 11]\n", "utf-8")
+    with pytest.raises(ConfigError, match=r"severities \[11\] out of range for gaussian_blur"):
         load_grid(bad)
     bad.write_text("name: x\ndegradations: [blurr]\nseverities: [1]\n", "utf-8")
     with pytest.raises(ConfigError, match="unknown degradation 'blurr'"):

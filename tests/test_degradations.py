@@ -25,9 +25,9 @@ psnr = create_metric("psnr")
 
 def test_imagenet_c_tables() -> None:
     # Hendrycks & Dietterich 2019, as tabulated in imagecorruptions 1.1.2 corruptions.py.
-    assert get_degradation("gaussian_blur").levels == (1, 2, 3, 4, 6)
-    assert get_degradation("gaussian_noise").levels == (0.08, 0.12, 0.18, 0.26, 0.38)
-    assert get_degradation("jpeg_compression").levels == (25, 18, 15, 10, 7)
+    assert get_degradation("gaussian_blur").levels[:5] == (1, 2, 3, 4, 6)
+    assert get_degradation("gaussian_noise").levels[:5] == (0.08, 0.12, 0.18, 0.26, 0.38)
+    assert get_degradation("jpeg_compression").levels[:5] == (25, 18, 15, 10, 7)
 
 
 @pytest.mark.parametrize("name", ["gaussian_blur", "gaussian_noise", "jpeg_compression"])
@@ -109,8 +109,8 @@ def test_global_numpy_random_state_is_untouched(astronaut: np.ndarray) -> None:
 
 
 def test_bad_inputs_are_refused_clearly(astronaut: np.ndarray) -> None:
-    with pytest.raises(ValueError, match=r"severity 6 out of range 1\.\.5"):
-        degrade(astronaut, "gaussian_blur", 6)
+    with pytest.raises(ValueError, match=r"severity 11 out of range 1\.\.10"):
+        degrade(astronaut, "gaussian_blur", 11)
     with pytest.raises(ValueError, match="grayscale"):
         degrade(astronaut[..., 0], "gaussian_blur", 1)
     with pytest.raises(KeyError, match="Did you mean 'gaussian_blur'"):
