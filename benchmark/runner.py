@@ -43,6 +43,7 @@ class Task:
     severity: int
     seed: int
     restorer_indices: tuple[int, ...]
+    levels: tuple | None = None
 
 
 @dataclass
@@ -104,7 +105,9 @@ def _run_task(task: Task) -> list[dict]:
     nan_scores = {name: math.nan for name in metrics}
     try:
         clean = _read_cached(str(task.item.path))
-        degraded = degrade_with_params(clean, task.degradation, task.severity, task.seed)
+        degraded = degrade_with_params(
+            clean, task.degradation, task.severity, task.seed, levels=task.levels
+        )
         input_scores = _score(metrics, clean, degraded.image, prefix="input_")
         degradation_params = json.dumps(degraded.params, default=str)
     except Exception as exc:
@@ -179,7 +182,11 @@ def _plan(
                 else:
                     pending.append(index)
             if pending:
-                tasks.append(Task(item, degradation, severity, seed, tuple(pending)))
+                levels = grid.levels_for(degradation)
+                tasks.append(
+                    Task(item, degradation, severity, seed, tuple(pending),
+                         tuple(levels) if levels is not None else None)
+                )
     return tasks, skipped
 
 

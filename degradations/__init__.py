@@ -5,7 +5,7 @@ tables are data (``get_degradation(name).levels``). Grids of ops Ã— severities Ã
 YAML files in ``grids/`` and load by name with :func:`restorelab.config.load_grid`.
 """
 
-from restorelab.degradations import blur, digital, noise  # noqa: F401  (register the ops)
+from restorelab.degradations import blur, digital, noise, realesrgan  # noqa: F401  (register the ops)
 from restorelab.degradations.base import (
     DEGRADATIONS,
     Degradation,

@@ -19,7 +19,7 @@ Conventions
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -117,11 +117,18 @@ def list_degradations() -> list[str]:
     return DEGRADATIONS.names()
 
 
-def rng_for(name: str, seed: int) -> np.random.Generator:
-    """The generator used for op ``name`` at ``seed`` (independent of process and severity)."""
+def rng_for(name: str, seed: int, step: int | None = None) -> np.random.Generator:
+    """The generator used for op ``name`` at ``seed`` (independent of process and severity).
+
+    ``step`` (≥ 1) distinguishes later steps of a chain, so an op repeated in a chain draws
+    fresh noise; the first step of a chain uses the op's own stream (``step=None``).
+    """
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-    return np.random.default_rng(np.random.SeedSequence([int(seed), zlib.crc32(name.encode())]))
+    entropy = [int(seed), zlib.crc32(name.encode())]
+    if step:
+        entropy.append(int(step))
+    return np.random.default_rng(np.random.SeedSequence(entropy))
 
 
 def to_float(image: np.ndarray) -> np.ndarray:
@@ -143,26 +150,18 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
 
 
-def degrade_with_params(
-    image: np.ndarray, name: str, severity: int, seed: int = 0
+def is_chain(spec: str) -> bool:
+    """True when ``spec`` names a chain (``"a:3+b"``) rather than one registered op."""
+    return "+" in spec or ":" in spec
+
+
+def apply_level(
+    image: np.ndarray, name: str, level: Any, seed: int = 0, *, step: int | None = None
 ) -> DegradationResult:
-    """Apply degradation ``name`` at ``severity``; return the image and the parameters used.
+    """Apply op ``name`` with an explicit table entry ``level`` (any value of the op's kind).
 
-    Parameters
-    ----------
-    image : ndarray of uint8, shape (H, W, 3)
-        Clean RGB image.
-    name : str
-        A registered degradation (see :func:`list_degradations`).
-    severity : int
-        1-based index into the degradation's severity table.
-    seed : int, default 0
-        Seeds every random draw; the same (image, name, severity, seed) gives the same bytes.
-
-    Returns
-    -------
-    DegradationResult
-        ``image`` (uint8, same shape) and ``params`` (the level and any sampled values).
+    The building block of :func:`degrade_with_params`, chains and calibration: ``level`` need
+    not be in the op's table (e.g. σ = 2.5 for ``gaussian_blur``).
     """
     check_image(image)
     if min(image.shape[:2]) < MIN_SIDE:
@@ -171,26 +170,66 @@ def degrade_with_params(
             f"{MIN_SIDE} px on each side"
         )
     op = get_degradation(name)
-    level = op.level(severity)
-    rng = rng_for(op.name, seed)
+    rng = rng_for(op.name, seed, step)
     out, params = op.fn(image if op.takes_uint8 else to_float32(image), level, rng)
     out8 = to_uint8(out)
     if out8.shape != image.shape:
         raise RuntimeError(f"{op.name} changed the shape {image.shape} -> {out8.shape}")
     return DegradationResult(
-        image=out8,
-        params={
-            "name": op.name,
-            "severity": int(severity),
-            "seed": int(seed),
-            "level": level,
-            **params,
-        },
+        image=out8, params={"name": op.name, "seed": int(seed), "level": level, **params}
     )
 
 
+def degrade_with_params(
+    image: np.ndarray,
+    name: str,
+    severity: int,
+    seed: int = 0,
+    *,
+    levels: Sequence | None = None,
+) -> DegradationResult:
+    """Apply degradation ``name`` at ``severity``; return the image and the parameters used.
+
+    Parameters
+    ----------
+    image : ndarray of uint8, shape (H, W, 3)
+        Clean RGB image.
+    name : str
+        A registered degradation (see :func:`list_degradations`), or a chain such as
+        ``"gaussian_blur:3+gaussian_noise:4"`` (see :mod:`restorelab.degradations.chain`).
+    severity : int
+        1-based index into the degradation's severity table.
+    seed : int, default 0
+        Seeds every random draw; the same (image, name, severity, seed) gives the same bytes.
+    levels : sequence, optional
+        A replacement severity table for this call (e.g. PSNR-matched levels from
+        calibration); severity ``k`` then uses ``levels[k - 1]``. Single ops only.
+
+    Returns
+    -------
+    DegradationResult
+        ``image`` (uint8, same shape) and ``params`` (the level and any sampled values).
+    """
+    if is_chain(name):
+        if levels is not None:
+            raise ValueError("levels overrides apply to single ops, not chains")
+        from restorelab.degradations.chain import apply_chain
+
+        return apply_chain(image, name, severity, seed)
+    op = get_degradation(name)
+    if levels is None:
+        level = op.level(severity)
+    else:
+        if isinstance(severity, bool) or not 1 <= int(severity) <= len(levels):
+            raise ValueError(f"{name}: severity {severity} out of range 1..{len(levels)}")
+        level = levels[int(severity) - 1]
+    result = apply_level(image, op.name, level, seed)
+    result.params["severity"] = int(severity)
+    return result
+
+
 def degrade(image: np.ndarray, name: str, severity: int, seed: int = 0) -> np.ndarray:
-    """Apply degradation ``name`` at ``severity`` to an RGB ``uint8`` image.
+    """Apply degradation ``name`` (or a chain ``"a:3+b:4"``) at ``severity`` to RGB ``uint8``.
 
     Deterministic for a given ``seed``; see :func:`degrade_with_params` for the parameters.
 
