@@ -11,7 +11,6 @@ import itertools
 import json
 import os
 import time
-from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
@@ -26,11 +25,28 @@ _counter = itertools.count()
 
 
 class ResultsStore:
-    """Append-only Parquet store of result rows for one run folder."""
+    """Append-only Parquet store of rows for one run folder.
 
-    def __init__(self, run_dir: str | os.PathLike) -> None:
+    Parameters
+    ----------
+    run_dir : path
+        The run folder.
+    key_columns : tuple of str
+        Columns that identify a row; on reading, the last row written per key wins.
+    subdir : str
+        Folder under ``run_dir`` that holds the part files.
+    """
+
+    def __init__(
+        self,
+        run_dir: str | os.PathLike,
+        *,
+        key_columns: tuple[str, ...] = KEY_COLUMNS,
+        subdir: str = RESULTS_DIR,
+    ) -> None:
         self.run_dir = Path(run_dir)
-        self.parts_dir = self.run_dir / RESULTS_DIR
+        self.parts_dir = self.run_dir / subdir
+        self.key_columns = tuple(key_columns)
 
     def append(self, rows: list[dict]) -> Path | None:
         """Write ``rows`` as one new part file; returns its path (None when ``rows`` is empty)."""
@@ -56,10 +72,11 @@ class ResultsStore:
     def load(self) -> pd.DataFrame:
         """All rows, one per key (the most recently written wins)."""
         parts = self.part_files()
+        keys = list(self.key_columns)
         if not parts:
-            return pd.DataFrame(columns=list(KEY_COLUMNS))
+            return pd.DataFrame(columns=keys)
         frame = pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
-        frame = frame.drop_duplicates(subset=list(KEY_COLUMNS), keep="last")
+        frame = frame.drop_duplicates(subset=keys, keep="last")
         return frame.reset_index(drop=True)
 
     def completed_keys(self) -> set[tuple]:
@@ -67,7 +84,7 @@ class ResultsStore:
         frame = self.load()
         if frame.empty:
             return set()
-        return set(frame[list(KEY_COLUMNS)].itertuples(index=False, name=None))
+        return set(frame[list(self.key_columns)].itertuples(index=False, name=None))
 
 
 def load_results(run_dir: str | os.PathLike) -> pd.DataFrame:
@@ -94,13 +111,3 @@ def read_run_info(run_dir: str | os.PathLike) -> dict:
     if not path.is_file():
         return {}
     return json.loads(path.read_text(encoding="utf-8"))
-
-
-def key_of(row: dict) -> tuple:
-    """The key tuple of a result row."""
-    return tuple(row[c] for c in KEY_COLUMNS)
-
-
-def unique_keys(rows: Iterable[dict]) -> set[tuple]:
-    """Keys of ``rows``."""
-    return {key_of(r) for r in rows}
