@@ -119,10 +119,15 @@ def motion_blur(image: np.ndarray, level: tuple, rng: np.random.Generator) -> tu
 
 @njit(cache=True, nogil=True)
 def _local_shuffle(pixels: np.ndarray, offsets: np.ndarray, delta: int) -> None:
-    """In place: imagecorruptions' glass-blur swaps, in its order, with pre-drawn offsets.
+    """In place: imagecorruptions' glass-blur pixel moves, in its order, with pre-drawn offsets.
 
     For each iteration, rows h from H-δ down to δ+1 and columns w from W-δ down to δ+1,
-    pixel (h, w) swaps with (h + dy, w + dx), where ``offsets[it, i, j] = (dx, dy)``.
+    pixel (h, w) takes the value of (h + dy, w + dx), where ``offsets[it, i, j] = (dx, dy)``.
+
+    The reference writes a swap, ``x[h, w], x[h', w'] = x[h', w'], x[h, w]``, but on numpy
+    arrays both sides are views, so the second assignment copies back the value just written:
+    the published corruption (ImageNet-C and imagecorruptions alike) copies, it does not swap.
+    We reproduce what the published code does.
     """
     height, width, channels = pixels.shape
     for it in range(offsets.shape[0]):
@@ -133,9 +138,7 @@ def _local_shuffle(pixels: np.ndarray, offsets: np.ndarray, delta: int) -> None:
                 hp = h + offsets[it, i, j, 1]
                 wp = w + offsets[it, i, j, 0]
                 for c in range(channels):
-                    tmp = pixels[h, w, c]
                     pixels[h, w, c] = pixels[hp, wp, c]
-                    pixels[hp, wp, c] = tmp
 
 
 @register_degradation(
@@ -161,11 +164,14 @@ def _local_shuffle(pixels: np.ndarray, offsets: np.ndarray, delta: int) -> None:
 def glass_blur(image: np.ndarray, level: tuple, rng: np.random.Generator) -> tuple:
     """Frosted glass: Gaussian blur, local pixel shuffling within ±δ, Gaussian blur again.
 
-    The same algorithm as imagecorruptions (sequential swaps in reverse raster order, the
-    intermediate image truncated to ``uint8`` as there), compiled with numba; the random
-    offsets are drawn up front from ``rng``, uniform in [-δ, δ - 1] like ``np.random.randint``.
+    The same algorithm as imagecorruptions (sequential pixel moves in reverse raster order,
+    see :func:`_local_shuffle`; the intermediate image truncated to ``uint8`` as there),
+    compiled with numba; the random offsets are drawn up front from ``rng``, uniform in
+    [-δ, δ - 1] like ``np.random.randint``. δ and the iteration count are used as integers
+    (at least 1).
     """
     sigma, delta, iterations = level
+    delta, iterations = max(1, round(delta)), max(1, round(iterations))
     height, width = image.shape[:2]
     blurred = gaussian_filter(image, sigma)
     pixels = np.clip(blurred * np.float32(255), 0, 255).astype(np.uint8)  # truncation as reference

@@ -8,14 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from skimage import data
-
-
-def resized(image: np.ndarray, long_side: int) -> np.ndarray:
-    """``image`` scaled (Lanczos) so its long side is ``long_side`` pixels."""
-    pil = Image.fromarray(image)
-    scale = long_side / max(pil.size)
-    size = (max(1, round(pil.width * scale)), max(1, round(pil.height * scale)))
-    return np.asarray(pil.resize(size, Image.Resampling.LANCZOS))
+from tests_support import resized
 
 
 @pytest.fixture(scope="session")
