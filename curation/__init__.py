@@ -1,12 +1,19 @@
-"""Curation: build a captioned, de-duplicated Hugging Face imagefolder from raw image sources."""
+"""Curation: build a captioned, de-duplicated Hugging Face imagefolder of exactly N photographs.
 
-from restorelab.curation.filters import FILTERS, register_filter
+``curate(sources, out, config)`` reads folders, globs, Hugging Face datasets, Parquet,
+webdataset shards and URL lists; measures every image at full resolution (cached by content
+hash); applies the filters; drops exact and near duplicates; captions; selects N by quality
+and diversity; and writes the images, ``metadata.jsonl``, ``rejected.csv`` and a dataset card.
+"""
+
+from restorelab.curation.filters import FILTERS, CurationFilter, register_filter
 from restorelab.curation.pipeline import CurationConfig, CurationResult, curate
 from restorelab.curation.sources import SourceItem, iter_sources
 
 __all__ = [
     "FILTERS",
     "CurationConfig",
+    "CurationFilter",
     "CurationResult",
     "SourceItem",
     "curate",

@@ -153,27 +153,77 @@ def dashboard(run_dir: str, port: int, address: str) -> None:
     help="Output folder (a Hugging Face imagefolder).",
 )
 @click.option(
+    "--target",
+    type=int,
+    default=None,
+    help="How many images to keep (default: the config's, 2600).",
+)
+@click.option("--all", "keep_all", is_flag=True, help="Keep every image that passes (no target).")
+@click.option(
     "--config",
     "config_path",
     type=click.Path(exists=True, dir_okay=False),
-    help="YAML file of filter thresholds.",
+    help="YAML curation config (filters, target, quotas, ...).",
 )
-@click.option("--min-side", type=int, default=None, help="Override the min_side threshold.")
+@click.option("--min-side", type=int, default=None, help="Override the min_side filter.")
+@click.option(
+    "--captioner",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="Local image-to-text model folder (BLIP, Florence, LLaVA style) for "
+    "images without a caption.",
+)
+@click.option("--device", default="cpu", show_default=True, help="Device of the captioner.")
+@click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Analysis cache (default OUT/.cache); re-runs skip analysed images.",
+)
+@click.option("--workers", type=int, default=None, help="Analysis processes (default: cores).")
 @_friendly
 def curate(
-    sources: tuple[str, ...], out: str, config_path: str | None, min_side: int | None
+    sources: tuple[str, ...],
+    out: str,
+    target: int | None,
+    keep_all: bool,
+    config_path: str | None,
+    min_side: int | None,
+    captioner: str | None,
+    device: str,
+    cache_dir: str | None,
+    workers: int | None,
 ) -> None:
-    """Curate image SOURCES (folders, files, globs) into an imagefolder at OUT."""
+    """Curate image SOURCES (folders, globs, HF datasets, Parquet, .tar shards, URL lists)."""
+    import dataclasses
+
     from restorelab.curation import CurationConfig
     from restorelab.curation import curate as run_curation
 
     config = CurationConfig.from_yaml(config_path) if config_path else CurationConfig()
+    changes: dict[str, Any] = {}
     if min_side is not None:
-        config.min_side = min_side
-        config.__post_init__()
-    result = run_curation(list(sources), out, config)
+        changes["filters"] = {**config.filters, "min_side": min_side}
+    if keep_all:
+        changes["target"] = None
+    elif target is not None:
+        changes["target"] = target
+    if workers is not None:
+        changes["workers"] = workers
+    config = dataclasses.replace(config, **changes)
+    model = None
+    if captioner:
+        from restorelab.curation.captioner import Captioner
+
+        model = Captioner.from_pretrained(captioner, device=device)
+    result = run_curation(list(sources), out, config, captioner=model, cache_dir=cache_dir)
     click.echo(f"kept {result.kept}, rejected {result.rejected} {result.reasons}")
-    click.echo(f"wrote {Path(out) / 'metadata.jsonl'} and {Path(out) / 'rejected.csv'}")
+    if result.shortfall:
+        click.echo(f"shortfall: {result.shortfall} fewer than the target {config.target} passed")
+    click.echo(
+        f"wrote {Path(out) / 'metadata.jsonl'}, {Path(out) / 'rejected.csv'} and the "
+        f"dataset card {Path(out) / 'README.md'}"
+    )
 
 
 @main.command()

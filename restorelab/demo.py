@@ -103,7 +103,22 @@ def run_demo(
     out = Path(out)
     sources = build_sample_sources(out / "sources", max_side=max_side)
     corpus = out / "corpus"
-    config = CurationConfig(min_side=max(1, max_side // 4))
+    # The sample photos are small (a few hundred pixels, where fine texture reads as noise)
+    # and two are not everyday photographs (a retina, the Hubble deep field's black sky): the
+    # demo keeps every photo that is large enough, decodable and not a duplicate, instead of
+    # applying the SDXL-training quality filters.
+    quality_filters = (
+        "min_sharpness",
+        "max_noise_sigma",
+        "min_jpeg_quality",
+        "max_clipped_dark",
+        "max_clipped_bright",
+        "min_entropy",
+    )
+    config = CurationConfig(
+        filters={"min_side": max(1, max_side // 4), **dict.fromkeys(quality_filters)},
+        target=None,
+    )
     curation = curate([sources], corpus, config, progress=progress)
     run_dir = out / "run"
     summary = run_benchmark(

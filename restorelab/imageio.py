@@ -79,9 +79,16 @@ class DecodedImage:
 
 
 def decode_image_info(
-    data: bytes | str | os.PathLike, *, source: str | None = None
+    data: bytes | str | os.PathLike,
+    *,
+    source: str | None = None,
+    max_pixels: int = MAX_PIXELS,
 ) -> DecodedImage:
-    """Decode an encoded image (bytes or a path); see :func:`decode_image` for the contract."""
+    """Decode an encoded image (bytes or a path); see :func:`decode_image` for the contract.
+
+    Images of more than ``max_pixels`` pixels are refused before decoding (decompression
+    bomb guard).
+    """
     if isinstance(data, (bytes, bytearray, memoryview)):
         name = source or "<bytes>"
         if len(data) == 0:
@@ -96,11 +103,16 @@ def decode_image_info(
             raise ImageReadError(name, "empty file")
         handle = path
     previous_limit = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+    Image.MAX_IMAGE_PIXELS = max_pixels
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(handle) as img:
+                if img.width * img.height > max_pixels:
+                    raise Image.DecompressionBombError(
+                        f"{img.width}x{img.height} = {img.width * img.height} pixels exceeds "
+                        f"the limit of {max_pixels}"
+                    )
                 img.load()
                 fmt, mode = img.format, img.mode
                 orientation = int(img.getexif().get(0x0112, 1) or 1)

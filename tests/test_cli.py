@@ -105,12 +105,48 @@ def test_bench_bad_grid_is_one_clear_line(
 
 def test_curate(runner: CliRunner, photo_folder: Path, tmp_path: Path) -> None:
     out = tmp_path / "corpus"
+    config = tmp_path / "small.yaml"
+    # 96-px test photos: their fine texture reads as noise at that size
+    config.write_text("filters:\n  max_noise_sigma: null\n", encoding="utf-8")
     result = runner.invoke(
-        main, ["curate", str(photo_folder), "--out", str(out), "--min-side", "64"]
+        main,
+        [
+            "curate",
+            str(photo_folder),
+            "--out",
+            str(out),
+            "--min-side",
+            "64",
+            "--all",
+            "--config",
+            str(config),
+        ],
     )
     assert result.exit_code == 0, result.output
     assert "kept 3, rejected 0" in result.output
     assert len((out / "metadata.jsonl").read_text(encoding="utf-8").splitlines()) == 3
+    assert (out / "README.md").is_file()
+    short = runner.invoke(
+        main,
+        [
+            "curate",
+            str(photo_folder),
+            "--out",
+            str(tmp_path / "t"),
+            "--min-side",
+            "64",
+            "--target",
+            "5",
+            "--config",
+            str(config),
+        ],
+    )
+    assert "shortfall: 2 fewer than the target 5 passed" in short.output
+    bad = runner.invoke(
+        main,
+        ["curate", str(photo_folder), "--out", str(tmp_path / "x"), "--captioner", str(tmp_path)],
+    )
+    assert bad.exit_code == 1 and "Traceback" not in bad.output
 
 
 def test_doctor_says_what_is_missing_and_how(

@@ -1,139 +1,387 @@
-"""Curation on folders of real photos with planted problems: every input is accounted for."""
+"""Curation end to end, on folders made from scikit-image's photos: planted duplicates
+(resized, re-encoded, cropped), degraded copies, broken and odd files, captions, exact-N
+selection, the cache, the exported imagefolder and its dataset card."""
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+from skimage import data
+from test_captioner import tiny_blip  # noqa: F401  (fixture)
 
 from restorelab.config import ConfigError
 from restorelab.curation import CurationConfig, curate, iter_sources
 from restorelab.imageio import read_image
+
+#: Filters for these ~0.2-0.4 MP test photos: SDXL's 1024 px would reject them all.
+SMALL = {"min_side": 200}
 
 
 def _rows(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
-@pytest.fixture
-def messy_folder(tmp_path: Path, photos: dict[str, np.ndarray]) -> Path:
-    src = tmp_path / "src"
-    (src / "nested" / "déjà vu").mkdir(parents=True)
-    Image.fromarray(photos["astronaut"]).save(src / "astronaut.png")
-    (src / "astronaut.txt").write_text("An astronaut in a flight suit.\n", encoding="utf-8")
-    Image.fromarray(photos["coffee"]).save(src / "nested" / "coffee.jpg", quality=95)
-    # an EXIF-rotated JPEG: kept, written upright as PNG
-    exif = Image.Exif()
-    exif[0x0112] = 6
-    Image.fromarray(photos["chelsea"]).save(src / "nested" / "déjà vu" / "cat.jpg", exif=exif)
-    # planted problems
-    Image.fromarray(photos["astronaut"]).save(src / "nested" / "copy.bmp")  # same pixels
-    (src / "empty.png").write_bytes(b"")
-    (src / "text.jpg").write_text("hello", encoding="utf-8")
-    data = (src / "nested" / "coffee.jpg").read_bytes()
-    (src / "truncated.jpg").write_bytes(data[: len(data) // 2])
-    Image.fromarray(photos["coffee"][:20, :20]).save(src / "tiny.png")
-    Image.fromarray(np.zeros((300, 30, 3), np.uint8)).save(src / "strip.png")
+def _rejected(out: Path) -> dict[str, str]:
+    with open(out / "rejected.csv", encoding="utf-8") as handle:
+        return {Path(r["source"]).name: r["reason"] for r in csv.DictReader(handle)}
+
+
+def _kept(out: Path) -> dict[str, dict]:
+    return {Path(r["source"]).name: r for r in _rows(out / "metadata.jsonl")}
+
+
+def _save_jpeg(image: np.ndarray, path: Path, quality: int, **kwargs) -> None:
+    Image.fromarray(image).save(path, format="JPEG", quality=quality, **kwargs)
+
+
+def _resize(image: np.ndarray, scale: float) -> np.ndarray:
+    pil = Image.fromarray(image)
+    return np.asarray(
+        pil.resize((round(pil.width * scale), round(pil.height * scale)), Image.Resampling.LANCZOS)
+    )
+
+
+PHOTOS = {
+    "astronaut": data.astronaut,
+    "coffee": data.coffee,
+    "chelsea": data.chelsea,
+    "rocket": data.rocket,
+    "motorcycle": lambda: data.stereo_motorcycle()[0],
+}
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Good photos, planted duplicates, degraded copies and broken files."""
+    src = tmp_path_factory.mktemp("library")
+    (src / "good").mkdir()
+    (src / "planted").mkdir()
+    photos = {name: make() for name, make in PHOTOS.items()}
+    for name, image in photos.items():
+        Image.fromarray(image).save(src / "good" / f"{name}.png")
+    (src / "good" / "astronaut.txt").write_text("An astronaut in an orange suit.", "utf-8")
+    (src / "good" / "coffee.json").write_text(json.dumps({"caption": "A cup of coffee."}), "utf-8")
+    astro = photos["astronaut"]
+    # near duplicates of the astronaut: a third the size re-encoded at q60, a 4 % crop
+    _save_jpeg(_resize(astro, 1 / 3), src / "planted" / "astronaut_third_q60.jpg", 60)
+    h, w = astro.shape[:2]
+    crop = astro[int(0.04 * h) : int(0.96 * h), int(0.04 * w) : int(0.96 * w)]
+    Image.fromarray(crop).save(src / "planted" / "astronaut_crop4.png")
+    Image.fromarray(astro).save(src / "planted" / "astronaut_copy.bmp")  # exact duplicate
+    # degraded copies of other photos
+    import cv2
+
+    chelsea = photos["chelsea"]
+    Image.fromarray(cv2.GaussianBlur(chelsea, (0, 0), 2.0)).save(src / "planted" / "blurry.png")
+    noisy = np.clip(chelsea + np.random.default_rng(0).normal(0, 12, chelsea.shape), 0, 255)
+    Image.fromarray(noisy.astype(np.uint8)).save(src / "planted" / "noisy.png")
+    _save_jpeg(photos["rocket"], src / "planted" / "rocket_q40.jpg", 40)
+    # broken and odd files
+    (src / "planted" / "empty.jpg").write_bytes(b"")
+    (src / "planted" / "not_an_image.png").write_text("hello", "utf-8")
+    buffer = io.BytesIO()
+    _save_jpeg(photos["coffee"], buffer, 95)
+    (src / "planted" / "truncated.jpg").write_bytes(buffer.getvalue()[:5000])
+    Image.fromarray(np.full((1, 900, 3), 128, np.uint8)).save(src / "planted" / "strip.png")
     return src
 
 
-def test_every_input_is_kept_or_rejected_with_a_reason(tmp_path: Path, messy_folder: Path) -> None:
-    out = tmp_path / "out"
-    result = curate([messy_folder], out, CurationConfig(min_side=48), progress=False)
-    kept = _rows(out / "metadata.jsonl")
-    with open(out / "rejected.csv", encoding="utf-8") as handle:
-        rejected = list(csv.DictReader(handle))
-    inputs = {item.source for item in iter_sources([messy_folder])}
-    assert len(inputs) == 9
-    assert {r["source"] for r in kept} | {r["source"] for r in rejected} == inputs
-    assert len(kept) + len(rejected) == len(inputs)
-    assert (result.kept, result.rejected) == (3, 6)
+@pytest.fixture(scope="module")
+def curated(library: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("curated")
+    curate([library], out, CurationConfig(filters=SMALL, target=None), progress=False)
+    return out
 
-    reasons = {Path(r["source"]).name: r["reason"] for r in rejected}
-    assert reasons["copy.bmp"].startswith("exact duplicate: same pixels as ")
-    assert reasons["copy.bmp"].endswith("astronaut.png")
-    assert reasons["empty.png"] == "undecodable: empty file"
-    assert reasons["text.jpg"] == "undecodable: not a recognised image format"
+
+def test_every_input_is_accounted_for_exactly_once(library: Path, curated: Path) -> None:
+    inputs = {item.source for item in iter_sources([library])}
+    kept = {r["source"] for r in _rows(curated / "metadata.jsonl")}
+    with open(curated / "rejected.csv", encoding="utf-8") as handle:
+        rejected = [r["source"] for r in csv.DictReader(handle)]
+    assert len(inputs) == 15
+    assert kept.isdisjoint(rejected) and len(rejected) == len(set(rejected))
+    assert kept | set(rejected) == inputs
+
+
+def test_good_photos_stay_and_duplicates_keep_their_best(curated: Path) -> None:
+    kept = _kept(curated)
+    assert set(kept) == {f"{name}.png" for name in PHOTOS}
+    reasons = _rejected(curated)
+    assert reasons["astronaut_copy.bmp"].startswith("exact duplicate: same pixels as ")
+    assert reasons["astronaut_copy.bmp"].endswith("astronaut.png")
+    for copy in ("astronaut_third_q60.jpg", "astronaut_crop4.png"):
+        assert reasons[copy].startswith("near duplicate: of "), reasons[copy]
+        assert reasons[copy].split(";")[0].endswith("good/astronaut.png")
+
+
+def test_degraded_and_broken_files_are_rejected_with_reasons(curated: Path) -> None:
+    reasons = _rejected(curated)
+    # degraded copies are near duplicates of their originals, and say what else is wrong
+    assert reasons["blurry.png"].startswith("near duplicate: of ")
+    assert "; also blurry: sharpness" in reasons["blurry.png"]
+    assert reasons["noisy.png"].startswith("near duplicate: of ")
+    assert "noisy: noise_sigma" in reasons["noisy.png"]
+    assert "compressed: jpeg_quality 40 < 90" in reasons["rocket_q40.jpg"]
+    assert reasons["empty.jpg"] == "undecodable: empty file"
+    assert reasons["not_an_image.png"] == "undecodable: not a recognised image format"
     assert reasons["truncated.jpg"].startswith("undecodable: cannot decode")
-    assert reasons["tiny.png"] == "too small: short side 20 px < 48 px"
-    assert (
-        reasons["strip.png"]
-        == "too small: short side 30 px < 48 px; extreme aspect ratio 10.00 > 4.0"
-    )
-    assert result.reasons["undecodable"] == 3
+    assert "too small: short_side 1 < 200" in reasons["strip.png"]
 
 
-def test_exports_captions_sizes_and_upright_pixels(
-    tmp_path: Path, messy_folder: Path, photos: dict
-) -> None:
-    out = tmp_path / "out"
-    curate([messy_folder], out, CurationConfig(min_side=48), progress=False)
-    kept = {Path(r["source"]).name: r for r in _rows(out / "metadata.jsonl")}
-    assert kept["astronaut.png"]["text"] == "An astronaut in a flight suit."
-    assert kept["coffee.jpg"]["text"] == ""
-    # a plain RGB JPEG is copied byte for byte
-    assert kept["coffee.jpg"]["file_name"].endswith(".jpg")
-    assert (out / kept["coffee.jpg"]["file_name"]).read_bytes() == (
-        messy_folder / "nested" / "coffee.jpg"
-    ).read_bytes()
-    # the rotated one is stored upright (rotated 90°: width and height swap)
-    cat = kept["cat.jpg"]
-    h, w = photos["chelsea"].shape[:2]
-    assert (cat["width"], cat["height"]) == (h, w)
-    assert cat["file_name"].endswith(".png")
-    assert read_image(out / cat["file_name"]).shape == (w, h, 3)
+def test_signals_are_recorded_for_kept_and_rejected(curated: Path) -> None:
+    kept = _kept(curated)["rocket.png"]
+    assert kept["width"] == 640 and kept["height"] == 427
+    assert kept["sharpness"] > 1.6 and kept["noise_sigma"] < 3 and kept["jpeg_quality"] is None
+    with open(curated / "rejected.csv", encoding="utf-8") as handle:
+        rows = {Path(r["source"]).name: r for r in csv.DictReader(handle)}
+    assert float(rows["blurry.png"]["sharpness"]) < 1.6
+    assert rows["rocket_q40.jpg"]["jpeg_quality"] == "40"
+    assert rows["empty.jpg"]["sharpness"] == ""
 
 
-def test_output_loads_as_a_hugging_face_imagefolder(tmp_path: Path, messy_folder: Path) -> None:
+def test_captions_from_sidecars_and_the_imagefolder_loads(curated: Path) -> None:
     datasets = pytest.importorskip("datasets")
+    kept = _kept(curated)
+    assert kept["astronaut.png"]["text"] == "An astronaut in an orange suit."
+    assert kept["coffee.png"]["text"] == "A cup of coffee."
+    ds = datasets.load_dataset("imagefolder", data_dir=str(curated), split="train")
+    assert ds.num_rows == 5
+    assert "An astronaut in an orange suit." in ds["text"]
+    assert {"image", "text", "source", "sharpness", "noise_sigma"} <= set(ds.column_names)
+
+
+def test_dataset_card(curated: Path) -> None:
+    card = (curated / "README.md").read_text(encoding="utf-8")
+    assert card.startswith("---\nlicense: other\n")
+    assert "| min_side | short_side | >= | 200 |" in card
+    assert "| min_sharpness | sharpness | >= | 1.6 |" in card
+    assert "| undecodable | 3 |" in card
+    assert "| near duplicate | 5 |" in card  # 2 astronaut copies, 3 degraded copies
+    assert "## Signal distributions (kept images)" in card and "| sharpness | 5 |" in card
+    summary = json.loads((curated / "curation.json").read_text(encoding="utf-8"))
+    assert summary["inputs"] == 15 and summary["kept"] == 5
+
+
+def test_exact_n_selection_is_deterministic(library: Path, tmp_path: Path) -> None:
+    config = CurationConfig(filters=SMALL, target=3)
+    first = curate([library], tmp_path / "a", config, progress=False)
+    second = curate([library], tmp_path / "b", config, progress=False)
+    assert first.kept == 3 and first.shortfall == 0
+    assert sorted(_kept(tmp_path / "a")) == sorted(_kept(tmp_path / "b"))
+    not_selected = [r for r in _rejected(tmp_path / "a").values() if r.startswith("not selected")]
+    assert len(not_selected) == 2
+    assert first.cache_hits == second.cache_hits == 0  # each out folder has its own cache
+    again = curate([library], tmp_path / "a", config, progress=False)
+    assert again.cache_hits == 15  # broken files too: their errors are cached
+    assert sorted(_kept(tmp_path / "a")) == sorted(_kept(tmp_path / "b"))
+
+
+def test_shortfall_is_reported(library: Path, tmp_path: Path) -> None:
+    result = curate(
+        [library], tmp_path / "out", CurationConfig(filters=SMALL, target=9), progress=False
+    )
+    assert result.kept == 5 and result.shortfall == 4
+    assert "**Shortfall:** only 5 images passed, 4 fewer" in (
+        tmp_path / "out" / "README.md"
+    ).read_text("utf-8")
+
+
+def test_a_killed_run_resumes_from_its_cache(library: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    partial = curate(
+        [library / "good"],
+        tmp_path / "first",
+        CurationConfig(filters=SMALL),
+        cache_dir=cache,
+        progress=False,
+    )
+    assert partial.cache_hits == 0
+    full = curate(
+        [library],
+        tmp_path / "second",
+        CurationConfig(filters=SMALL, target=None),
+        cache_dir=cache,
+        progress=False,
+    )
+    assert full.cache_hits == 5  # the five good photos were analysed by the first run
+    assert full.kept == 5
+
+
+def test_odd_images_are_kept_correctly(tmp_path: Path) -> None:
+    src = tmp_path / "odd"
+    src.mkdir()
+    astro = data.astronaut()
+    Image.fromarray(astro).convert("CMYK").save(src / "cmyk.jpg", quality=95)
+    grey16 = np.asarray(Image.fromarray(data.coffee()).convert("L"), np.uint16) * 257
+    Image.fromarray(grey16).save(src / "grey16.png")
+    Image.fromarray(data.chelsea()).convert("P", palette=Image.Palette.ADAPTIVE).save(
+        src / "palette.png"
+    )
+    rgba = np.dstack([data.rocket(), np.full(data.rocket().shape[:2], 255, np.uint8)])
+    Image.fromarray(rgba, "RGBA").save(src / "alpha.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(data.stereo_motorcycle()[1]).save(src / "rotated.jpg", quality=95, exif=exif)
+    (src / "ünïcødé 写真").mkdir()
+    Image.fromarray(data.astronaut()[::-1]).save(src / "ünïcødé 写真" / "flipped.png")
+    Image.fromarray(np.zeros((1200, 1200, 3), np.uint8)).save(src / "bomb.png")
+    config = CurationConfig(
+        filters={
+            **SMALL,
+            "min_sharpness": None,
+            "max_noise_sigma": None,
+            "min_entropy": None,
+            "max_clipped_dark": None,
+            "reject_grayscale": None,
+        },
+        target=None,
+        max_pixels=1_000_000,
+        near_duplicates=False,
+    )
     out = tmp_path / "out"
-    curate([messy_folder], out, CurationConfig(min_side=48), progress=False)
-    ds = datasets.load_dataset("imagefolder", data_dir=str(out), split="train")
-    assert ds.num_rows == 3
-    assert "An astronaut in a flight suit." in ds["text"]
-    assert {"image", "text", "source", "width", "height"} <= set(ds.column_names)
+    curate([src], out, config, progress=False)
+    kept, reasons = _kept(out), _rejected(out)
+    assert set(kept) == {
+        "cmyk.jpg",
+        "grey16.png",
+        "palette.png",
+        "alpha.png",
+        "rotated.jpg",
+        "flipped.png",
+    }
+    assert reasons["bomb.png"].startswith("undecodable: too many pixels")
+    rotated = kept["rotated.jpg"]
+    assert (rotated["width"], rotated["height"]) == (500, 741)  # upright
+    assert read_image(out / rotated["file_name"]).shape == (741, 500, 3)
+    assert kept["grey16.png"]["is_grayscale"] is True
+    assert kept["grey16.png"]["mode"] == "I;16"
+    # converted files are stored as PNG; a plain RGB JPEG would have been copied
+    assert kept["cmyk.jpg"]["file_name"].endswith(".png")
 
 
-def test_summary_file(tmp_path: Path, messy_folder: Path) -> None:
+def test_plain_files_are_copied_byte_for_byte(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    _save_jpeg(data.astronaut(), src / "astro.jpg", 95)
     out = tmp_path / "out"
-    curate([messy_folder], out, CurationConfig(min_side=48), progress=False)
-    summary = json.loads((out / "curation.json").read_text(encoding="utf-8"))
-    assert summary["inputs"] == 9 and summary["kept"] == 3
-    assert summary["config"]["min_side"] == 48
+    curate([src], out, CurationConfig(filters=SMALL, target=None), progress=False)
+    row = _kept(out)["astro.jpg"]
+    assert row["file_name"].endswith(".jpg")
+    assert (out / row["file_name"]).read_bytes() == (src / "astro.jpg").read_bytes()
 
 
-def test_default_threshold_suits_sdxl(photo_folder: Path, tmp_path: Path) -> None:
-    result = curate([photo_folder], tmp_path / "out", progress=False)
-    assert CurationConfig().min_side == 1024
-    assert result.kept == 0 and result.reasons == {"too small": 3}
+def test_in_memory_sources_export(tmp_path: Path) -> None:
+    """Parquet rows have no file on disk: export goes through the content cache."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    buffers = []
+    for make in (data.astronaut, data.coffee):
+        buffer = io.BytesIO()
+        Image.fromarray(make()).save(buffer, format="PNG")
+        buffers.append(buffer.getvalue())
+    table = pa.table({"image": buffers, "text": ["an astronaut", "a coffee cup"]})
+    pq.write_table(table, tmp_path / "shard.parquet")
+    out = tmp_path / "out"
+    result = curate(
+        [tmp_path / "shard.parquet"],
+        out,
+        CurationConfig(filters=SMALL, target=None),
+        progress=False,
+    )
+    assert result.kept == 2
+    rows = _rows(out / "metadata.jsonl")
+    assert {r["text"] for r in rows} == {"an astronaut", "a coffee cup"}
+    assert rows[0]["source"].endswith("shard.parquet#row=0")
+    assert np.array_equal(read_image(out / rows[0]["file_name"]), data.astronaut())
 
 
-def test_config_file_validation(tmp_path: Path) -> None:
+def test_quotas_by_folder(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    for folder, names in {
+        "people": ["astronaut"],
+        "things": ["coffee", "rocket", "chelsea"],
+    }.items():
+        (src / folder).mkdir(parents=True)
+        for name in names:
+            Image.fromarray(PHOTOS[name]()).save(src / folder / f"{name}.png")
+    config = CurationConfig(filters=SMALL, target=2, category="folder", quotas={"people": 1})
+    out = tmp_path / "out"
+    curate([src], out, config, progress=False)
+    kept = _kept(out)
+    assert len(kept) == 2 and "astronaut.png" in kept
+    assert kept["astronaut.png"]["category"] == "people"
+
+
+def test_captioner_fills_missing_captions(tiny_blip: Path, tmp_path: Path) -> None:  # noqa: F811
+    from restorelab.curation.captioner import Captioner
+
+    src = tmp_path / "src"
+    src.mkdir()
+    Image.fromarray(data.astronaut()).save(src / "astronaut.png")
+    (src / "astronaut.txt").write_text("given caption", "utf-8")
+    Image.fromarray(data.coffee()).save(src / "coffee.png")
+    captioner = Captioner.from_pretrained(tiny_blip, prompt=None, max_new_tokens=8)
+    out = tmp_path / "out"
+    curate(
+        [src], out, CurationConfig(filters=SMALL, target=None), captioner=captioner, progress=False
+    )
+    kept = _kept(out)
+    assert kept["astronaut.png"]["text"] == "given caption"
+    assert isinstance(kept["coffee.png"]["text"], str)
+    summary = json.loads((out / "curation.json").read_text("utf-8"))
+    assert summary["captioner"] == captioner.identity
+    assert "were written by the local model" in (out / "README.md").read_text("utf-8")
+
+
+def test_required_captions_are_checked(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    for name, caption in (
+        ("astronaut", "An astronaut poses in an orange flight suit."),
+        ("coffee", "coffee"),
+        ("chelsea", ""),
+    ):
+        Image.fromarray(PHOTOS[name]()).save(src / f"{name}.png")
+        (src / f"{name}.txt").write_text(caption, "utf-8")
+    out = tmp_path / "out"
+    curate(
+        [src],
+        out,
+        CurationConfig(filters=SMALL, target=None, require_captions=True),
+        progress=False,
+    )
+    reasons = _rejected(out)
+    assert set(_kept(out)) == {"astronaut.png"}
+    assert reasons["coffee.png"] == "caption: caption too short (1 words < 5)"
+    assert reasons["chelsea.png"] == "caption: empty caption"
+
+
+def test_config_validation(tmp_path: Path) -> None:
     good = tmp_path / "good.yaml"
-    good.write_text("min_side: 256\nmax_aspect: null\n", encoding="utf-8")
+    good.write_text("target: 100\nfilters:\n  min_side: 512\n  max_noise_sigma: null\n", "utf-8")
     config = CurationConfig.from_yaml(good)
-    assert config.min_side == 256 and config.max_aspect is None
-    assert config.thresholds() == {"min_side": 256}
+    assert config.target == 100 and config.filters["min_side"] == 512
+    assert "max_noise_sigma" not in config.active_filters()
+    assert config.filters["min_sharpness"] == 1.6  # defaults kept
+    assert CurationConfig().filters["min_side"] == 1024 and CurationConfig().target == 2600
     bad = tmp_path / "bad.yaml"
-    bad.write_text("min_sid: 256\n", encoding="utf-8")
-    with pytest.raises(ConfigError, match=r"bad\.yaml: unknown key\(s\) min_sid"):
+    bad.write_text("filters:\n  min_sid: 256\n", "utf-8")
+    with pytest.raises(ConfigError, match=r"bad\.yaml: unknown filter\(s\) \['min_sid'\]"):
         CurationConfig.from_yaml(bad)
-    negative = tmp_path / "neg.yaml"
-    negative.write_text("min_side: -3\n", encoding="utf-8")
-    with pytest.raises(ConfigError, match="min_side must be a positive number"):
-        CurationConfig.from_yaml(negative)
+    bad.write_text("targt: 5\n", "utf-8")
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) targt"):
+        CurationConfig.from_yaml(bad)
+    with pytest.raises(ValueError, match="quotas need a category"):
+        CurationConfig(quotas={"face": 0.3})
 
 
 def test_missing_source_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="source not found"):
         curate([tmp_path / "nope"], tmp_path / "out", progress=False)
-
-
-def test_globs_and_overlapping_sources_are_read_once(messy_folder: Path) -> None:
-    items = list(iter_sources([messy_folder, str(messy_folder / "*.png")]))
-    names = [Path(i.source).name for i in items]
-    assert len(names) == len({i.path.resolve() for i in items}) == 9

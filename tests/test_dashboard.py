@@ -37,7 +37,8 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory, photos: dict) -> Path:
     for name in ("astronaut", "coffee"):
         Image.fromarray(photos[name]).save(src / f"{name}.png")
     (src / "broken.jpg").write_bytes(b"broken")
-    curate([src], root / "corpus", CurationConfig(min_side=32), progress=False)
+    small = {"min_side": 32, "max_noise_sigma": None}  # 96-px photos: texture reads as noise
+    curate([src], root / "corpus", CurationConfig(filters=small, target=None), progress=False)
     grid = root / "g.yaml"
     grid.write_text(
         "name: g\ndegradations: [gaussian_noise, jpeg_compression]\nseverities: [1, 4]\n",

@@ -1,0 +1,71 @@
+"""The curation cache: per-image analysis results keyed by the file's content hash.
+
+An SQLite file holds, for every image ever analysed, its signals, decoded-pixel hash,
+fingerprint, embedding and face count (or the decode error), so a re-run — or a run killed
+half-way — skips every image already analysed. Images that came from memory (Parquet, tar,
+URLs) are also kept as content-addressed blobs beside the database, for export.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+#: Bump when the analysis changes in a way that makes old entries wrong.
+ANALYSIS_VERSION = 1
+
+
+class AnalysisCache:
+    """SQLite store ``folder/analysis.sqlite`` + blobs ``folder/blobs/<sha[:2]>/<sha>``."""
+
+    def __init__(self, folder: str | os.PathLike) -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.blob_dir = self.folder / "blobs"
+        self._db = sqlite3.connect(self.folder / "analysis.sqlite")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS analysis (sha TEXT PRIMARY KEY, version INTEGER, "
+            "record BLOB)"
+        )
+        self._db.commit()
+
+    def get(self, sha: str) -> dict | None:
+        """The cached analysis of content ``sha`` (None when absent or stale)."""
+        row = self._db.execute(
+            "SELECT version, record FROM analysis WHERE sha = ?", (sha,)
+        ).fetchone()
+        if row is None or row[0] != ANALYSIS_VERSION:
+            return None
+        return pickle.loads(row[1])
+
+    def put(self, sha: str, record: dict[str, Any]) -> None:
+        """Store the analysis of content ``sha`` (committed at once: a kill loses nothing)."""
+        self._db.execute(
+            "INSERT OR REPLACE INTO analysis VALUES (?, ?, ?)",
+            (sha, ANALYSIS_VERSION, pickle.dumps(record, protocol=pickle.HIGHEST_PROTOCOL)),
+        )
+        self._db.commit()
+
+    def blob_path(self, sha: str) -> Path:
+        """Where the bytes of content ``sha`` are (or would be) kept."""
+        return self.blob_dir / sha[:2] / sha
+
+    def put_blob(self, sha: str, data: bytes) -> Path:
+        """Keep ``data`` (content ``sha``) on disk; written once, atomically."""
+        path = self.blob_path(sha)
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{sha}.tmp{os.getpid()}")
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+        return path
+
+    def __len__(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM analysis").fetchone()[0])
+
+    def close(self) -> None:
+        """Close the database."""
+        self._db.close()
