@@ -14,16 +14,22 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from restorelab.benchmark.stats import resolve_directions
 from restorelab.dashboard.data import (
     INPUT_LABEL,
+    breakdown_view,
     curation_report,
     error_rows,
     filter_rows,
-    leaderboard,
+    leaderboard_ci,
     load_run,
     metric_columns,
+    paired_view,
     severity_curves,
 )
+
+#: Bootstrap resamples in the UI (the `restorelab report` tables use 2000).
+UI_N_BOOT = 1000
 
 
 def _default_run_dir() -> str:
@@ -34,6 +40,35 @@ def _default_run_dir() -> str:
 @st.cache_data(show_spinner="Loading results…")
 def _load(run_dir: str, _mtime: float) -> tuple:
     return load_run(run_dir)
+
+
+def _subset(run_dir: str, mtime: float, degradations: tuple, severities: tuple) -> tuple:
+    frame, info = _load(run_dir, mtime)
+    return filter_rows(frame, list(degradations), list(severities)), info
+
+
+@st.cache_data(show_spinner="Bootstrapping confidence intervals…")
+def _board(run_dir: str, mtime: float, degradations: tuple, severities: tuple) -> pd.DataFrame:
+    subset, _ = _subset(run_dir, mtime, degradations, severities)
+    return leaderboard_ci(subset, metric_columns(subset), n_boot=UI_N_BOOT)
+
+
+@st.cache_data(show_spinner="Finding breakdown severities…")
+def _breakdown(run_dir: str, mtime: float, degradations: tuple) -> pd.DataFrame:
+    subset, info = _subset(run_dir, mtime, degradations, ())
+    metrics = metric_columns(subset)
+    directions = resolve_directions(metrics, info.get("metrics", {}))
+    return breakdown_view(subset, metrics, higher_is_better=directions)
+
+
+@st.cache_data(show_spinner="Comparing restorers…")
+def _paired(
+    run_dir: str, mtime: float, degradations: tuple, severities: tuple, a: str, b: str
+) -> pd.DataFrame:
+    subset, info = _subset(run_dir, mtime, degradations, severities)
+    metrics = metric_columns(subset)
+    directions = resolve_directions(metrics, info.get("metrics", {}))
+    return paired_view(subset, a, b, metrics, higher_is_better=directions, n_boot=UI_N_BOOT)
 
 
 def _results_mtime(run_dir: str) -> float:
@@ -76,7 +111,8 @@ def main() -> None:
     if not os.path.isdir(run_dir):
         st.error(f"Run folder not found: {run_dir}")
         return
-    frame, info = _load(run_dir, _results_mtime(run_dir))
+    mtime = _results_mtime(run_dir)
+    frame, info = _load(run_dir, mtime)
     if frame.empty:
         st.warning(f"No results yet in {run_dir}. Run `restorelab bench … --out {run_dir}`.")
         return
@@ -93,14 +129,19 @@ def main() -> None:
     chosen_severities = st.sidebar.multiselect("Severities", severities, default=severities)
     metric = st.sidebar.selectbox("Metric for curves", metrics, index=0)
     subset = filter_rows(frame, chosen_degradations, chosen_severities)
+    picked = (tuple(chosen_degradations), tuple(chosen_severities))
 
-    tab_board, tab_curves, tab_curation, tab_errors = st.tabs(
-        ["Leaderboard", "Metric vs severity", "Curation report", "Errors"]
+    tabs = st.tabs(
+        ["Leaderboard", "Metric vs severity", "Breakdown", "Paired", "Curation report", "Errors"]
     )
+    tab_board, tab_curves, tab_breakdown, tab_paired, tab_curation, tab_errors = tabs
     with tab_board:
         st.subheader("Leaderboard")
-        st.write("Mean over the selected cells; Δ is the mean gain over the degraded input.")
-        board = leaderboard(subset, metrics)
+        st.write(
+            "Mean over the selected cells; Δ is the mean gain over the degraded input. The 95 % "
+            f"CI is a bootstrap over images ({UI_N_BOOT} resamples; each image averaged first)."
+        )
+        board = _board(run_dir, mtime, *picked)
         st.dataframe(board.round(4), hide_index=True, use_container_width=True)
         conventions = info.get("metrics", {})
         if conventions:
@@ -117,6 +158,32 @@ def main() -> None:
             with columns[index % len(columns)]:
                 st.markdown(f"**{degradation}**")
                 st.altair_chart(_curve_chart(table, metric), use_container_width=True)
+    with tab_breakdown:
+        st.subheader("Breakdown severity")
+        st.write(
+            "First severity at which each restorer stops improving on its degraded input "
+            "(mean gain over images ≤ 0, oriented by the metric's direction); *never* when it "
+            "still helps at the hardest severity. All severities of the selected degradations."
+        )
+        st.dataframe(
+            _breakdown(run_dir, mtime, picked[0]), hide_index=True, use_container_width=True
+        )
+    with tab_paired:
+        st.subheader("Paired comparison")
+        restorers = list(board["restorer"])
+        if len(restorers) < 2:
+            st.info("A paired comparison needs two restorers in the run.")
+        else:
+            left, right = st.columns(2)
+            a = left.selectbox("Restorer A", restorers, index=0)
+            b = right.selectbox("Restorer B", [r for r in restorers if r != a], index=0)
+            st.write(
+                f"**{a} − {b}** on the cells both were run on: mean difference with a 95 % "
+                "bootstrap CI over images, Wilcoxon signed-rank p over images, and W/T/L = "
+                f"cells where {a} is better / tied / worse (ties: 0.01 dB psnr, 1e-4 ssim)."
+            )
+            table = _paired(run_dir, mtime, *picked, a, b)
+            st.dataframe(table.round(4), hide_index=True, use_container_width=True)
     with tab_curation:
         report = curation_report(info)
         if report is None:

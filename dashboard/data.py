@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from restorelab.benchmark.stats import breakdown_severity, paired_comparison, summary_table
 from restorelab.results import load_results, read_run_info
 
 #: Label of the pseudo-restorer that stands for the degraded input itself.
@@ -108,3 +109,117 @@ def curation_report(run_info: dict) -> tuple[dict, pd.DataFrame] | None:
     rejected_path = Path(corpus) / "rejected.csv"
     rejected = pd.read_csv(rejected_path) if rejected_path.is_file() else pd.DataFrame()
     return summary, rejected
+
+
+# --- statistics views (bootstrap CIs, breakdown, paired) ---------------------------------------
+def _fmt(value: float, digits: int) -> str:
+    return "—" if pd.isna(value) else f"{value:.{digits}f}"
+
+
+def _digits(values: pd.Series) -> int:
+    finite = values.abs().dropna()
+    return 2 if not finite.empty and finite.max() >= 10 else 4
+
+
+def leaderboard_ci(
+    frame: pd.DataFrame,
+    metrics: list[str] | None = None,
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    ci: float = 0.95,
+) -> pd.DataFrame:
+    """:func:`leaderboard` with a bootstrap CI over images beside each metric's mean.
+
+    The interval comes from :func:`restorelab.benchmark.stats.summary_table` grouped by
+    restorer only (each image averaged over the selected cells first); it is shown as a
+    ``"lo – hi"`` string in a ``<metric> 95% CI`` column right after the metric.
+    """
+    board = leaderboard(frame, metrics)
+    if frame.empty or board.empty:
+        return board
+    metrics = metrics or metric_columns(frame)
+    table = summary_table(frame, metrics, by=("restorer",), n_boot=n_boot, seed=seed, ci=ci)
+    label = f"{ci:.0%} CI"
+    for m in metrics:
+        rows = table[table["metric"] == m].set_index("restorer")
+        digits = _digits(rows["mean"])
+        text = {
+            r: f"{_fmt(rows.loc[r, 'ci_low'], digits)} – {_fmt(rows.loc[r, 'ci_high'], digits)}"
+            for r in rows.index
+        }
+        board.insert(board.columns.get_loc(m) + 1, f"{m} {label}", board["restorer"].map(text))
+    return board
+
+
+def breakdown_view(
+    frame: pd.DataFrame,
+    metrics: list[str] | None = None,
+    *,
+    higher_is_better: dict | None = None,
+    threshold: dict[str, float] | None = None,
+) -> pd.DataFrame:
+    """Restorer × degradation → first failing severity per metric, and the gains behind it.
+
+    Columns: ``restorer``, ``degradation``, then per metric ``<metric> breaks at`` (a severity,
+    or ``"never"`` within the grid) and ``<metric> gain by severity``
+    (e.g. ``"1:+2.00 2:+1.00 3:-0.50"``).
+    See :func:`restorelab.benchmark.stats.breakdown_severity`.
+    """
+    if frame.empty:
+        return pd.DataFrame(columns=["restorer", "degradation"])
+    metrics = metrics or metric_columns(frame)
+    table = breakdown_severity(
+        frame, metrics, higher_is_better=higher_is_better, threshold=threshold
+    )
+    view = table[["restorer", "degradation"]].drop_duplicates().reset_index(drop=True)
+    for m in metrics:
+        part = table[table["metric"] == m].drop(columns="metric")
+        part = part.assign(
+            breaks=part["breaks_at"].map(lambda s: "never" if pd.isna(s) else str(int(s)))
+        )
+        part = part.rename(columns={"breaks": f"{m} breaks at", "gains": f"{m} gain by severity"})
+        view = view.merge(
+            part[["restorer", "degradation", f"{m} breaks at", f"{m} gain by severity"]],
+            on=["restorer", "degradation"],
+            how="left",
+        )
+    return view
+
+
+def paired_view(
+    frame: pd.DataFrame,
+    a: str,
+    b: str,
+    metrics: list[str] | None = None,
+    *,
+    higher_is_better: dict | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Restorer ``a`` against ``b`` per degradation × severity, plus an "all" row per metric.
+
+    Columns: ``metric``, ``degradation``, ``severity``, ``a − b`` (mean difference),
+    ``95% CI``, ``p`` (Wilcoxon signed-rank), ``W/T/L`` (cells where ``a`` is better / tied /
+    worse). See :func:`restorelab.benchmark.stats.paired_comparison`.
+    """
+    metrics = metrics or metric_columns(frame)
+    table = paired_comparison(
+        frame, a, b, metrics, higher_is_better=higher_is_better, n_boot=n_boot, seed=seed
+    )
+    rows = []
+    for metric, group in table.groupby("metric", sort=False):
+        digits = _digits(group["mean_diff"]) + 1
+        for row in group.itertuples(index=False):
+            rows.append(
+                {
+                    "metric": metric,
+                    "degradation": "all" if row.overall else str(row.degradation),
+                    "severity": "all" if row.overall else str(row.severity),
+                    "a − b": row.mean_diff,
+                    "95% CI": f"{_fmt(row.ci_low, digits)} – {_fmt(row.ci_high, digits)}",
+                    "p": row.p_value,
+                    "W/T/L": f"{row.wins}/{row.ties}/{row.losses}",
+                }
+            )
+    return pd.DataFrame(rows)

@@ -307,6 +307,60 @@ def score(ref: str, dist: str, metrics: str, crop_border: int, as_json: bool) ->
             click.echo(f"{name:<10} {value:.6f}")
 
 
+@main.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option(
+    "--vs",
+    nargs=2,
+    multiple=True,
+    metavar="A B",
+    help="Paired comparison of restorers A and B (repeatable).",
+)
+@click.option("--metrics", default=None, help="Comma-separated (default: all in the run).")
+@click.option(
+    "--threshold",
+    "thresholds",
+    multiple=True,
+    metavar="METRIC=VALUE",
+    help="Breakdown also when the restored metric crosses VALUE, e.g. psnr=20.",
+)
+@click.option(
+    "--n-boot",
+    type=int,
+    default=2000,
+    show_default=True,
+    help="Bootstrap resamples for the 95 % intervals.",
+)
+@_friendly
+def report(
+    run_dir: str,
+    vs: tuple[tuple[str, str], ...],
+    metrics: str | None,
+    thresholds: tuple[str, ...],
+    n_boot: int,
+) -> None:
+    """Means with 95 % bootstrap CIs, paired comparisons and breakdown severities of a run."""
+    from restorelab.benchmark.stats import format_report, write_report
+
+    limits = {}
+    for item in thresholds:
+        name, eq, value = item.partition("=")
+        if not eq:
+            raise click.BadParameter(
+                f"expected METRIC=VALUE, got {item!r}", param_hint="--threshold"
+            )
+        limits[name.strip()] = float(value)
+    paths = write_report(
+        run_dir,
+        vs=[tuple(pair) for pair in vs] or None,
+        metrics=_split_list(metrics) if metrics else None,
+        threshold=limits or None,
+        n_boot=n_boot,
+    )
+    click.echo(format_report(run_dir))
+    click.echo("\nwrote " + ", ".join(str(p) for p in paths.values()))
+
+
 class _DefaultGroup(click.Group):
     """A group that runs ``default`` when the first argument is not one of its commands."""
 

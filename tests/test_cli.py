@@ -199,3 +199,35 @@ def test_demo_end_to_end(runner: CliRunner, tiny_grid_file: Path, tmp_path: Path
     # 8 photos × 2 degradations × 2 severities × 5 restorers, all finite
     assert len(frame) == 8 * 2 * 2 * 5
     assert np.isfinite(frame["psnr"]).all()
+
+
+def test_report(
+    runner: CliRunner, photo_folder: Path, tiny_grid_file: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    runner.invoke(
+        main,
+        [
+            "bench",
+            "--corpus",
+            str(photo_folder),
+            "--grid",
+            str(tiny_grid_file),
+            "--restorer",
+            "identity",
+            "--restorer",
+            "tv",
+            "--out",
+            str(run),
+        ],
+    )
+    result = runner.invoke(
+        main,
+        ["report", str(run), "--vs", "tv", "identity", "--threshold", "psnr=20", "--n-boot", "200"],
+    )
+    assert result.exit_code == 0, result.output
+    assert "gaussian_noise · psnr" in result.output and "[" in result.output
+    assert (run / "report" / "summary.parquet").is_file()
+    assert (run / "report" / "paired_tv_vs_identity.parquet").is_file()
+    bad = runner.invoke(main, ["report", str(run), "--vs", "tv", "nope"])
+    assert bad.exit_code == 1 and "nope" in bad.output
