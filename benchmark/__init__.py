@@ -2,7 +2,7 @@
 
 from restorelab.benchmark.metrics import create_metric, list_metrics
 from restorelab.benchmark.restorers import Restorer, create_restorer, list_restorers
-from restorelab.benchmark.runner import BenchmarkSummary, run_benchmark
+from restorelab.benchmark.runner import BenchmarkSummary, run_benchmark, run_benchmark_pairs
 
 __all__ = [
     "BenchmarkSummary",
@@ -12,4 +12,5 @@ __all__ = [
     "list_metrics",
     "list_restorers",
     "run_benchmark",
+    "run_benchmark_pairs",
 ]

@@ -230,44 +230,82 @@ def curate(
 @click.option(
     "--corpus",
     type=click.Path(exists=True, file_okay=False),
-    required=True,
+    default=None,
     help="Curated folder or plain folder of clean images.",
 )
-@click.option("--grid", "grid_name", required=True, help="Packaged grid name or YAML file.")
+@click.option("--grid", "grid_name", default=None, help="Packaged grid name or YAML file.")
+@click.option(
+    "--pairs",
+    nargs=2,
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    metavar="LQ_DIR GT_DIR",
+    help="Paired test set (real degradations) instead of --corpus and --grid.",
+)
 @click.option(
     "--restorer",
     "restorers",
     multiple=True,
     required=True,
-    help="Restorer spec NAME[:key=value,...]; repeat for several.",
+    help="Restorer spec NAME[:key=value,...] or 'cmd:COMMAND {in} {out}'; repeat.",
 )
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Run folder.")
 @click.option("--metrics", default="psnr,ssim", show_default=True, help="Comma-separated.")
 @click.option("--workers", type=int, default=1, show_default=True, help="CPU processes.")
-@click.option("--shard", default=None, help="I/N: only every N-th image, starting at I.")
+@click.option(
+    "--shard",
+    default=None,
+    help="I/N: only every N-th image, starting at I (default: RANK/WORLD_SIZE).",
+)
+@click.option(
+    "--save-images",
+    is_flag=True,
+    help="Keep restored and degraded images (PNG) and thumbnails in the run.",
+)
 @_friendly
 def bench(
-    corpus: str,
-    grid_name: str,
+    corpus: str | None,
+    grid_name: str | None,
+    pairs: tuple[str, str] | None,
     restorers: tuple[str, ...],
     out: str,
     metrics: str,
     workers: int,
     shard: str | None,
+    save_images: bool,
 ) -> None:
-    """Sweep restorers over CORPUS × GRID; re-running resumes where it stopped."""
+    """Sweep restorers over CORPUS × GRID (or a paired set); re-running resumes."""
     from restorelab.benchmark import run_benchmark
+    from restorelab.benchmark.runner import run_benchmark_pairs
     from restorelab.config import load_grid
 
-    summary = run_benchmark(
-        corpus,
-        load_grid(grid_name),
-        list(restorers),
-        out,
-        metrics=_split_list(metrics),
-        workers=workers,
-        shard=shard,
-    )
+    if pairs:
+        if corpus or grid_name:
+            raise click.UsageError("--pairs replaces --corpus and --grid; give one or the other")
+        summary = run_benchmark_pairs(
+            pairs[0],
+            pairs[1],
+            list(restorers),
+            out,
+            metrics=_split_list(metrics),
+            shard=shard,
+            save_images=save_images,
+        )
+        for name in getattr(summary, "unmatched", []) or []:
+            click.echo(f"  unmatched: {name}", err=True)
+    else:
+        if not corpus or not grid_name:
+            raise click.UsageError("give --corpus and --grid (or --pairs LQ_DIR GT_DIR)")
+        summary = run_benchmark(
+            corpus,
+            load_grid(grid_name),
+            list(restorers),
+            out,
+            metrics=_split_list(metrics),
+            workers=workers,
+            shard=shard,
+            save_images=save_images,
+        )
     click.echo(
         f"{summary.rows_written} rows written, {summary.rows_skipped} already done, "
         f"{len(summary.errors)} errors → {summary.run_dir}"

@@ -11,6 +11,7 @@ import itertools
 import json
 import os
 import time
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -69,13 +70,46 @@ class ResultsStore:
             return []
         return sorted(self.parts_dir.glob("part-*.parquet"), key=lambda p: (p.stat().st_mtime, p))
 
+    def remove_stale_temp(self, older_than_s: float = 3600.0) -> list[Path]:
+        """Delete temporary part files left by killed writers; returns the removed paths.
+
+        A temporary file is stale when its writer's process (the pid in its name) no longer
+        runs on this machine, or when it is older than ``older_than_s`` (writers on other
+        machines sharing the folder).
+        """
+        if not self.parts_dir.is_dir():
+            return []
+        removed = []
+        now = time.time()
+        for path in self.parts_dir.glob(".part-*.parquet.tmp"):
+            pid = _pid_of(path.name)
+            try:
+                old = now - path.stat().st_mtime > older_than_s
+                if old or (pid is not None and pid != os.getpid() and not _pid_alive(pid)):
+                    path.unlink()
+                    removed.append(path)
+            except FileNotFoundError:
+                continue
+        return removed
+
+    def read_parts(self) -> pd.DataFrame:
+        """Every row of every readable part, duplicates included (for audits)."""
+        frames = []
+        for part in self.part_files():
+            try:
+                frames.append(pd.read_parquet(part))
+            except Exception as exc:  # a damaged part: skip it, its cells are recomputed
+                warnings.warn(f"skipping unreadable result part {part}: {exc}", stacklevel=2)
+        if not frames:
+            return pd.DataFrame(columns=list(self.key_columns))
+        return pd.concat(frames, ignore_index=True)
+
     def load(self) -> pd.DataFrame:
         """All rows, one per key (the most recently written wins)."""
-        parts = self.part_files()
         keys = list(self.key_columns)
-        if not parts:
+        frame = self.read_parts()
+        if frame.empty:
             return pd.DataFrame(columns=keys)
-        frame = pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
         frame = frame.drop_duplicates(subset=keys, keep="last")
         return frame.reset_index(drop=True)
 
@@ -85,6 +119,25 @@ class ResultsStore:
         if frame.empty:
             return set()
         return set(frame[list(self.key_columns)].itertuples(index=False, name=None))
+
+
+def _pid_of(name: str) -> int | None:
+    """The writer's pid in ``.part-<stamp>-<pid>-<n>.parquet.tmp`` (None if malformed)."""
+    fields = name.split("-")
+    try:
+        return int(fields[2])
+    except (IndexError, ValueError):
+        return None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def load_results(run_dir: str | os.PathLike) -> pd.DataFrame:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -231,3 +232,55 @@ def test_report(
     assert (run / "report" / "paired_tv_vs_identity.parquet").is_file()
     bad = runner.invoke(main, ["report", str(run), "--vs", "tv", "nope"])
     assert bad.exit_code == 1 and "nope" in bad.output
+
+
+def test_bench_pairs_cmd_restorer_and_saved_images(
+    runner: CliRunner, photos: dict, tmp_path: Path
+) -> None:
+    lq, gt = tmp_path / "lq", tmp_path / "gt"
+    lq.mkdir()
+    gt.mkdir()
+    for name, image in photos.items():
+        Image.fromarray(image).save(gt / f"{name}.png")
+        Image.fromarray(image[::2, ::2]).save(lq / f"{name}x2.png")  # ×2 real-LR style names
+    script = tmp_path / "copy.py"
+    script.write_text("import shutil, sys\nshutil.copyfile(sys.argv[1], sys.argv[2])\n", "utf-8")
+    run = tmp_path / "run"
+    result = runner.invoke(
+        main,
+        [
+            "bench",
+            "--pairs",
+            str(lq),
+            str(gt),
+            "--restorer",
+            "identity",
+            "--restorer",
+            f"cmd:{sys.executable} {script} {{in}} {{out}}",
+            "--out",
+            str(run),
+            "--save-images",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    frame = load_results(run)
+    assert set(frame["degradation"]) == {"paired"} and len(frame) == 6
+    assert (frame["error"] == "").all()
+    assert np.isfinite(frame["psnr"]).all()
+    assert all((run / f).is_file() for f in frame["restored_file"])
+    both = runner.invoke(
+        main,
+        [
+            "bench",
+            "--pairs",
+            str(lq),
+            str(gt),
+            "--corpus",
+            str(gt),
+            "--restorer",
+            "identity",
+            "--out",
+            str(run),
+        ],
+    )
+    assert both.exit_code == 2 and "--pairs replaces --corpus" in both.output

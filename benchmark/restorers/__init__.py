@@ -1,6 +1,9 @@
 """Restorers behind one registry: ``create_restorer("name:key=value")``."""
 
-from restorelab.benchmark.restorers import classical  # noqa: F401  (register the restorers)
+from restorelab.benchmark.restorers import (  # noqa: F401  (register the restorers)
+    classical,
+    command,
+)
 from restorelab.benchmark.restorers.base import (
     RESTORERS,
     Restorer,

@@ -1,8 +1,17 @@
 """The restorer registry and the :class:`Restorer` interface every restorer follows.
 
-A restorer maps a degraded RGB ``uint8`` (H, W, 3) image to a restored one of the same shape.
-Options are keyword arguments validated against the restorer's declared defaults, and
-``config`` / ``config_hash`` identify one configured restorer in result tables.
+A restorer maps a degraded RGB ``uint8`` (H, W, 3) image to a restored one of the same shape
+(or ``scale`` times larger for super-resolution). Options are keyword arguments validated
+against the restorer's declared defaults, and ``config`` / ``config_hash`` identify one
+configured restorer in result tables.
+
+Two optional capabilities the runner uses:
+
+* ``wants_degradation = True``: :meth:`Restorer.restore` accepts ``degradation=params`` (the
+  cell's true degradation parameters, as in the ``degradation_params`` column) and passes it to
+  ``restore_array(image, degradation=params)``; oracle baselines use it (e.g. ``rl:oracle=true``).
+* :meth:`Restorer.restore_batch` restores several images in one call; the runner groups up to
+  :attr:`Restorer.batch_size` cells per call (default 1: one image at a time).
 """
 
 from __future__ import annotations
@@ -33,6 +42,10 @@ class Restorer:
     defaults: ClassVar[dict[str, Any]] = {}
     #: Torch device the restorer runs on ("cpu" for the classical ones).
     device: str = "cpu"
+    #: Output size / input size (1: same size; 4: a ×4 super-resolver).
+    scale: int = 1
+    #: Whether :meth:`restore_array` takes ``degradation=`` (the cell's true parameters).
+    wants_degradation: ClassVar[bool] = False
 
     def __init__(self, **options: Any) -> None:
         unknown = sorted(set(options) - set(self.defaults))
@@ -60,18 +73,75 @@ class Restorer:
             return self.name
         return self.name + ":" + ",".join(f"{k}={v}" for k, v in sorted(changed.items()))
 
+    @property
+    def batch_size(self) -> int:
+        """Most images the runner hands to :meth:`restore_batch` at once (1 by default)."""
+        return 1
+
     def restore_array(self, image: np.ndarray) -> np.ndarray:
-        """Restore an RGB ``uint8`` image; subclasses implement this."""
+        """Restore an RGB ``uint8`` image; subclasses implement this.
+
+        Subclasses with ``wants_degradation = True`` take a keyword ``degradation`` (a dict of
+        the true degradation parameters, or None when unknown).
+        """
         raise NotImplementedError
 
-    def restore(self, image: np.ndarray) -> np.ndarray:
-        """Restore ``image`` (RGB ``uint8`` (H, W, 3)); the result has the same shape and dtype."""
-        check_image(image, name="degraded image")
-        out = self.restore_array(image)
+    def expected_shape(self, image: np.ndarray) -> tuple[int, ...]:
+        """The output shape for input ``image``: (H·scale, W·scale, 3)."""
+        height, width = image.shape[:2]
+        return (height * self.scale, width * self.scale, image.shape[2])
+
+    def check_output(self, image: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """Raise ``ValueError`` unless ``out`` is a valid output for input ``image``."""
         check_image(out, name=f"{self.name} output")
-        if out.shape != image.shape:
-            raise ValueError(f"{self.name} returned shape {out.shape}, expected {image.shape}")
+        if out.shape != self.expected_shape(image):
+            raise ValueError(
+                f"{self.name} returned shape {out.shape}, expected {self.expected_shape(image)}"
+            )
         return out
+
+    def restore(self, image: np.ndarray, *, degradation: dict | None = None) -> np.ndarray:
+        """Restore ``image`` (RGB ``uint8`` (H, W, 3)).
+
+        Parameters
+        ----------
+        image : ndarray of uint8, shape (H, W, 3)
+            The degraded image.
+        degradation : dict, optional
+            The true degradation parameters; passed on only when ``wants_degradation`` is set,
+            ignored otherwise.
+
+        Returns
+        -------
+        ndarray of uint8
+            Shape (H·scale, W·scale, 3) (the input's shape for ``scale = 1``).
+        """
+        check_image(image, name="degraded image")
+        if self.wants_degradation:
+            out = self.restore_array(image, degradation=degradation)
+        else:
+            out = self.restore_array(image)
+        return self.check_output(image, out)
+
+    def restore_batch(
+        self, images: list[np.ndarray], *, degradations: list[dict | None] | None = None
+    ) -> list[np.ndarray]:
+        """Restore several images; the default loops over :meth:`restore`.
+
+        Parameters
+        ----------
+        images : list of ndarray
+            Degraded RGB ``uint8`` images (sizes may differ).
+        degradations : list of dict, optional
+            The true degradation parameters of each image (see :meth:`restore`).
+
+        Returns
+        -------
+        list of ndarray
+            One restored image per input, in order.
+        """
+        degradations = degradations or [None] * len(images)
+        return [self.restore(im, degradation=d) for im, d in zip(images, degradations, strict=True)]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.options})"
@@ -88,16 +158,18 @@ def register_restorer(cls: type[Restorer]) -> type[Restorer]:
 
 
 def float_restorer(
-    name: str, **defaults: Any
+    name: str, *, wants_degradation: bool = False, **defaults: Any
 ) -> Callable[[Callable[..., np.ndarray]], type[Restorer]]:
     """Register ``fn(image_float01, **options) -> float01`` as a restorer with ``defaults``.
 
-    The wrapper converts ``uint8`` → float64 in [0, 1] and back (clipped, rounded).
+    The wrapper converts ``uint8`` → float64 in [0, 1] and back (clipped, rounded). With
+    ``wants_degradation=True`` the function also receives ``degradation=`` (the cell's true
+    degradation parameters, or None).
     """
 
     def decorator(fn: Callable[..., np.ndarray]) -> type[Restorer]:
-        def restore_array(self: Restorer, image: np.ndarray) -> np.ndarray:
-            return to_uint8(fn(to_float(image), **self.options))
+        def restore_array(self: Restorer, image: np.ndarray, **extra: Any) -> np.ndarray:
+            return to_uint8(fn(to_float(image), **self.options, **extra))
 
         cls = type(
             f"{name.title().replace('_', '')}Restorer",
@@ -106,6 +178,7 @@ def float_restorer(
                 "name": name,
                 "defaults": dict(defaults),
                 "restore_array": restore_array,
+                "wants_degradation": bool(wants_degradation),
                 "__doc__": fn.__doc__,
                 "__module__": fn.__module__,
                 # the decorator binds the class to the function's name: pickle finds it there
@@ -118,7 +191,21 @@ def float_restorer(
 
 
 def create_restorer(spec: str, **options: Any) -> Restorer:
-    """Build a restorer from ``"name"`` or ``"name:key=value,..."`` plus keyword ``options``."""
+    """Build a restorer from ``"name"`` or ``"name:key=value,..."`` plus keyword ``options``.
+
+    ``"cmd:COMMAND"`` (optionally ``"cmd[key=value,...]:COMMAND"``) builds an external-command
+    restorer: everything after the first ``:`` is the command template, not options (see
+    :class:`~restorelab.benchmark.restorers.command.CommandRestorer`).
+    """
+    if spec.startswith(("cmd:", "cmd[")):
+        head, sep, command = spec.partition("]:") if spec.startswith("cmd[") else ("", "", "")
+        if spec.startswith("cmd["):
+            if not sep:
+                raise ValueError(f"spec {spec!r}: expected cmd[key=value,...]:COMMAND")
+            _, spec_options = parse_spec("cmd:" + head[len("cmd[") :])
+        else:
+            command, spec_options = spec[len("cmd:") :], {}
+        return RESTORERS.get("cmd")(**{**spec_options, "command": command.strip(), **options})
     name, spec_options = parse_spec(spec)
     return RESTORERS.get(name)(**{**spec_options, **options})
 

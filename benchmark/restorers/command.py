@@ -1,0 +1,167 @@
+"""Any external program as a restorer: ``cmd:python my_restorer.py {in} {out}``.
+
+The command template is split like a shell line (:func:`shlex.split`, no shell runs) and the
+placeholders are replaced in every word:
+
+* file mode — ``{in}`` / ``{out}``: one PNG in, one PNG out per image;
+* folder mode — ``{in_dir}`` / ``{out_dir}``: the runner hands a batch of up to ``batch_size``
+  images; they are written as ``00000.png``, ``00001.png``, ... in ``{in_dir}`` and the command
+  must write the same file names to ``{out_dir}``.
+
+A non-zero exit, a timeout, a missing output file or an output of the wrong size raises
+:class:`CommandError` naming the command, the exit code and the last lines of its stderr; the
+runner records that message in the row's ``error`` column and goes on.
+"""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+from PIL import Image
+
+from restorelab.benchmark.restorers.base import Restorer, register_restorer
+from restorelab.imageio import read_image
+
+#: Lines of stderr quoted in an error message.
+STDERR_LINES = 8
+
+
+class CommandError(RuntimeError):
+    """An external restorer command failed (exit code, missing or malformed output)."""
+
+
+def _tail(text: str, lines: int = STDERR_LINES) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+@register_restorer
+class CommandRestorer(Restorer):
+    """Run an external command per image (``{in}``, ``{out}``) or per batch (``{in_dir}``, ...).
+
+    Parameters
+    ----------
+    command : str
+        The command template, e.g. ``"python sr.py --input {in} --output {out}"``. It is part of
+        :attr:`config`, so the config hash changes with the command.
+    timeout : float
+        Seconds one call may run (per image in file mode, per batch in folder mode).
+    batch_size : int
+        Images per call in folder mode (ignored in file mode).
+    scale : int
+        Output size / input size (1 for same-size restorers, e.g. 4 for a ×4 super-resolver).
+    """
+
+    name = "cmd"
+    defaults: ClassVar[dict[str, Any]] = {
+        "command": "",
+        "timeout": 600.0,
+        "batch_size": 16,
+        "scale": 1,
+    }
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        command = str(self.options["command"]).strip()
+        if not command:
+            raise ValueError("cmd restorer: give a command, e.g. 'cmd:python r.py {in} {out}'")
+        words = shlex.split(command)
+        self.folder_mode = any("{in_dir}" in w for w in words)
+        needed = ("{in_dir}", "{out_dir}") if self.folder_mode else ("{in}", "{out}")
+        missing = [p for p in needed if not any(p in w for w in words)]
+        if missing:
+            raise ValueError(
+                f"cmd restorer: command {command!r} lacks the placeholder(s) {missing} "
+                "(use {in} and {out}, or {in_dir} and {out_dir})"
+            )
+        if int(self.options["batch_size"]) < 1 or int(self.options["scale"]) < 1:
+            raise ValueError("cmd restorer: batch_size and scale must be >= 1")
+        self.command = command
+        self.scale = int(self.options["scale"])
+
+    @property
+    def label(self) -> str:
+        """``cmd:<command>`` plus any other non-default option."""
+        changed = {
+            k: v for k, v in self.options.items() if k != "command" and self.defaults.get(k) != v
+        }
+        extra = "[" + ",".join(f"{k}={v}" for k, v in sorted(changed.items())) + "]"
+        return f"cmd{extra if changed else ''}:{self.command}"
+
+    @property
+    def batch_size(self) -> int:
+        """``batch_size`` in folder mode, else 1."""
+        return int(self.options["batch_size"]) if self.folder_mode else 1
+
+    def _run(self, mapping: dict[str, str]) -> None:
+        words = shlex.split(self.command)
+        for key, value in mapping.items():
+            words = [w.replace("{" + key + "}", value) for w in words]
+        timeout = float(self.options["timeout"])
+        try:
+            proc = subprocess.run(
+                words, capture_output=True, text=True, timeout=timeout, check=False
+            )
+        except subprocess.TimeoutExpired as exc:
+            stderr = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else ""
+            raise CommandError(
+                f"command {self.command!r} timed out after {timeout:g} s; stderr tail:\n"
+                f"{_tail(stderr or '')}"
+            ) from None
+        except OSError as exc:
+            raise CommandError(f"command {self.command!r} could not start: {exc}") from None
+        if proc.returncode != 0:
+            raise CommandError(
+                f"command {self.command!r} exited with code {proc.returncode}; stderr tail:\n"
+                f"{_tail(proc.stderr)}"
+            )
+
+    def _read_output(self, path: Path, image: np.ndarray) -> np.ndarray:
+        if not path.is_file():
+            raise CommandError(f"command {self.command!r} exited 0 but wrote no {path.name}")
+        out = read_image(path)
+        if out.shape != self.expected_shape(image):
+            raise CommandError(
+                f"command {self.command!r} wrote {path.name} of shape {out.shape}, "
+                f"expected {self.expected_shape(image)}"
+            )
+        return out
+
+    def restore_array(self, image: np.ndarray) -> np.ndarray:
+        """Restore one image (folder mode: a batch of one)."""
+        if self.folder_mode:
+            return self._restore_folder([image])[0]
+        with tempfile.TemporaryDirectory(prefix="restorelab-cmd-") as tmp:
+            src, dst = Path(tmp) / "in.png", Path(tmp) / "out.png"
+            Image.fromarray(image).save(src)
+            self._run({"in": str(src), "out": str(dst)})
+            return self._read_output(dst, image)
+
+    def _restore_folder(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        with tempfile.TemporaryDirectory(prefix="restorelab-cmd-") as tmp:
+            in_dir, out_dir = Path(tmp) / "in", Path(tmp) / "out"
+            in_dir.mkdir()
+            out_dir.mkdir()
+            for index, image in enumerate(images):
+                Image.fromarray(image).save(in_dir / f"{index:05d}.png")
+            self._run({"in_dir": str(in_dir), "out_dir": str(out_dir)})
+            return [
+                self._read_output(out_dir / f"{index:05d}.png", image)
+                for index, image in enumerate(images)
+            ]
+
+    def restore_batch(
+        self, images: list[np.ndarray], *, degradations: list[dict | None] | None = None
+    ) -> list[np.ndarray]:
+        """Folder mode: one command call for all ``images``; file mode: one call per image."""
+        if not self.folder_mode:
+            return super().restore_batch(images, degradations=degradations)
+        outs = []
+        for start in range(0, len(images), self.batch_size):
+            chunk = images[start : start + self.batch_size]
+            outs.extend(self._restore_folder(chunk))
+        return outs
