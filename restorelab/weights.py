@@ -88,6 +88,20 @@ def _lpips_linear(net: str) -> Callable[[], Path | None]:
     return locate
 
 
+def _torch_hub_file(*parts: str) -> Callable[[], Path | None]:
+    def locate() -> Path | None:
+        path = torch_home().joinpath("hub", *parts)
+        return path if path.is_file() else None
+
+    return locate
+
+
+_PYIQA_RECIPE = (
+    'on a machine with network access run `python -c "import pyiqa; '
+    "pyiqa.create_metric('{metric}')\"`, then copy ~/.cache/torch/hub/{folder}/{file} "
+    "to $TORCH_HOME/hub/{folder}/ here"
+)
+
 _TORCHVISION_RECIPE = (
     'on a machine with network access run `python -c "import torchvision; '
     "torchvision.models.{fn}(weights='IMAGENET1K_V1')\"`, then copy "
@@ -135,6 +149,65 @@ WEIGHTS: dict[str, WeightSpec] = {
             locate=_lpips_linear("alex"),
             how_to_get="pip install lpips (the file ships inside the package)",
             needed_for="the lpips metric",
+        ),
+        WeightSpec(
+            key="lpips-vgg-linear",
+            description="LPIPS v0.1 linear calibration layers for vgg (ship with lpips)",
+            expected="<site-packages>/lpips/weights/v0.1/vgg.pth",
+            locate=_lpips_linear("vgg"),
+            how_to_get="pip install lpips (the file ships inside the package)",
+            needed_for="the lpips metric (net=vgg)",
+        ),
+        WeightSpec(
+            key="pyiqa-niqe",
+            description="NIQE natural-scene statistics model (pyiqa)",
+            expected="$TORCH_HOME/hub/pyiqa/niqe_modelparameters.mat",
+            locate=_torch_hub_file("pyiqa", "niqe_modelparameters.mat"),
+            how_to_get=_PYIQA_RECIPE.format(
+                metric="niqe", folder="pyiqa", file="niqe_modelparameters.mat"
+            ),
+            needed_for="the niqe metric",
+        ),
+        WeightSpec(
+            key="pyiqa-musiq-koniq",
+            description="MUSIQ trained on KonIQ-10k (pyiqa)",
+            expected="$TORCH_HOME/hub/pyiqa/musiq_koniq_ckpt-e95806b9.pth",
+            locate=_torch_hub_file("pyiqa", "musiq_koniq_ckpt-e95806b9.pth"),
+            how_to_get=_PYIQA_RECIPE.format(
+                metric="musiq", folder="pyiqa", file="musiq_koniq_ckpt-e95806b9.pth"
+            ),
+            needed_for="the musiq metric",
+        ),
+        WeightSpec(
+            key="clip-rn50",
+            description="OpenAI CLIP RN50 (CLIP-IQA backbone, loaded by pyiqa)",
+            expected="$TORCH_HOME/hub/clip/RN50.pt",
+            locate=_torch_hub_file("clip", "RN50.pt"),
+            how_to_get=_PYIQA_RECIPE.format(metric="clipiqa", folder="clip", file="RN50.pt"),
+            needed_for="the clipiqa metric",
+        ),
+        WeightSpec(
+            key="pyiqa-maniqa-koniq",
+            description="MANIQA trained on KonIQ-10k (pyiqa)",
+            expected="$TORCH_HOME/hub/pyiqa/ckpt_koniq10k.pt",
+            locate=_torch_hub_file("pyiqa", "ckpt_koniq10k.pt"),
+            how_to_get=_PYIQA_RECIPE.format(
+                metric="maniqa", folder="pyiqa", file="ckpt_koniq10k.pt"
+            ),
+            needed_for="the maniqa metric",
+        ),
+        WeightSpec(
+            key="timm-vit-b8",
+            description="timm ViT-B/8 ImageNet weights (MANIQA backbone)",
+            expected="the HF cache of timm/vit_base_patch8_224.augreg2_in21k_ft_in1k",
+            locate=lambda: hf_snapshot(
+                "timm/vit_base_patch8_224.augreg2_in21k_ft_in1k", "model.safetensors"
+            ),
+            how_to_get="on a machine with network access run `huggingface-cli download "
+            "timm/vit_base_patch8_224.augreg2_in21k_ft_in1k`, then copy "
+            "~/.cache/huggingface/hub/models--timm--vit_base_patch8_224.augreg2_in21k_ft_in1k "
+            "to the HF cache here",
+            needed_for="the maniqa metric",
         ),
     )
 }

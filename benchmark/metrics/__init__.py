@@ -1,6 +1,10 @@
 """Image-quality metrics behind one registry: ``create_metric(name, **options)``."""
 
-from restorelab.benchmark.metrics import fidelity  # noqa: F401  (register the metrics)
+from restorelab.benchmark.metrics import (  # noqa: F401  (register the metrics)
+    fidelity,
+    learned,
+    no_reference,
+)
 from restorelab.benchmark.metrics.base import (
     METRICS,
     Metric,

@@ -3,6 +3,10 @@
 A metric entry is a pure function ``fn(reference, distorted, **options) -> float`` on RGB
 ``uint8`` (H, W, 3) arrays plus metadata: ``higher_is_better``, a value range and a one-line
 ``convention`` that is stored beside every score so that numbers stay comparable.
+
+No-reference metrics (``no_reference=True``) ignore the reference argument (it may be None).
+Metrics whose model or optional package may be absent register a ``check`` hook; it runs when
+the metric is created, so a missing package or weight file is reported before any work starts.
 """
 
 from __future__ import annotations
@@ -29,6 +33,9 @@ class MetricSpec:
     convention: str
     value_range: tuple[float, float]
     default_options: dict = field(default_factory=dict)
+    no_reference: bool = False
+    same_shape: bool = True
+    check: Callable[[dict], None] | None = None
 
     @property
     def lower_better(self) -> bool:
@@ -46,16 +53,37 @@ def register_metric(
     convention: str,
     value_range: tuple[float, float],
     aliases: tuple[str, ...] = (),
+    no_reference: bool = False,
+    same_shape: bool = True,
+    check: Callable[[dict], None] | None = None,
     **default_options: Any,
 ) -> Callable[[MetricFn], MetricFn]:
-    """Register ``fn(reference, distorted, **options) -> float`` as metric ``name``."""
+    """Register ``fn(reference, distorted, **options) -> float`` as metric ``name``.
+
+    Parameters
+    ----------
+    no_reference : bool
+        The metric scores ``distorted`` alone; the reference argument is ignored.
+    same_shape : bool
+        Require reference and distorted of the same shape (False: ``fn`` checks shapes itself).
+    check : callable, optional
+        ``check(options)`` raises when the metric cannot run here (missing package or weights);
+        called by :func:`create_metric`, so it must be cheap and must not load models.
+    """
 
     def decorator(fn: MetricFn) -> MetricFn:
-        METRICS.add(
+        spec = MetricSpec(
             name,
-            MetricSpec(name, fn, higher_is_better, convention, value_range, dict(default_options)),
-            aliases=aliases,
+            fn,
+            higher_is_better,
+            convention,
+            value_range,
+            dict(default_options),
+            no_reference=no_reference,
+            same_shape=same_shape,
+            check=check,
         )
+        METRICS.add(name, spec, aliases=aliases)
         return fn
 
     return decorator
@@ -71,10 +99,13 @@ class Metric:
             raise ValueError(f"metric {spec.name!r}: unknown option(s) {unknown}; valid: {valid}")
         self.spec = spec
         self.options = {**spec.default_options, **options}
+        if spec.check is not None:
+            spec.check(self.options)
 
     name = property(lambda self: self.spec.name)
     higher_is_better = property(lambda self: self.spec.higher_is_better)
     lower_better = property(lambda self: self.spec.lower_better)
+    no_reference = property(lambda self: self.spec.no_reference)
 
     @property
     def convention(self) -> str:
@@ -82,10 +113,14 @@ class Metric:
         opts = ", ".join(f"{k}={v}" for k, v in sorted(self.options.items()))
         return f"{self.spec.convention}" + (f"; {opts}" if opts else "")
 
-    def __call__(self, reference: np.ndarray, distorted: np.ndarray) -> float:
-        check_image(reference, name="reference")
+    def __call__(self, reference: np.ndarray | None, distorted: np.ndarray) -> float:
         check_image(distorted, name="distorted")
-        if reference.shape != distorted.shape:
+        if self.spec.no_reference:
+            return float(self.spec.fn(None, distorted, **self.options))
+        if reference is None:
+            raise ValueError(f"{self.name} is a full-reference metric; reference is None")
+        check_image(reference, name="reference")
+        if self.spec.same_shape and reference.shape != distorted.shape:
             raise ValueError(
                 f"{self.name}: reference {reference.shape} and distorted {distorted.shape} "
                 "must have the same shape"

@@ -6,12 +6,17 @@ with RGB in [0, 1] (limited range, values in [16, 235]); SSIM with an 11×11 Gau
 (σ = 1.5), K1 = 0.01, K2 = 0.03, population covariances, averaged over the valid region only;
 RGB SSIM is the mean of the three per-channel SSIMs; ``crop_border`` pixels are removed from
 each side before scoring.
+
+SSIM is computed here with OpenCV's separable filtering in float64 (``cv2.sepFilter2D``),
+equal to scikit-image's ``structural_similarity(..., gaussian_weights=True, sigma=1.5,
+use_sample_covariance=False, data_range=255)`` to ~1e-12 and several times faster; see
+docs/PERFORMANCE.md, "Metrics".
 """
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
-from skimage.metrics import structural_similarity
 
 from restorelab.benchmark.metrics.base import register_metric
 
@@ -39,19 +44,85 @@ def _psnr(reference: np.ndarray, distorted: np.ndarray) -> float:
     return float(10.0 * np.log10(255.0**2 / mse))
 
 
-def _ssim(reference: np.ndarray, distorted: np.ndarray) -> float:
-    channel_axis = -1 if reference.ndim == 3 else None
-    return float(
-        structural_similarity(
-            reference.astype(np.float64),
-            distorted.astype(np.float64),
-            gaussian_weights=True,
-            sigma=1.5,
-            use_sample_covariance=False,
-            data_range=255.0,
-            channel_axis=channel_axis,
-        )
+# SSIM constants (Wang et al. 2004; scikit-image's gaussian_weights path): sigma = 1.5 truncated
+# at 3.5 sigma, i.e. radius int(3.5 * 1.5 + 0.5) = 5 and an 11x11 window.
+_SSIM_SIGMA = 1.5
+_SSIM_RADIUS = int(3.5 * _SSIM_SIGMA + 0.5)
+_SSIM_KERNEL = np.exp(-0.5 * (np.arange(-_SSIM_RADIUS, _SSIM_RADIUS + 1) / _SSIM_SIGMA) ** 2)
+_SSIM_KERNEL /= _SSIM_KERNEL.sum()
+_SSIM_C1 = (0.01 * 255.0) ** 2
+_SSIM_C2 = (0.03 * 255.0) ** 2
+
+
+def _gaussian_valid(image: np.ndarray) -> np.ndarray:
+    """11x11 Gaussian (sigma 1.5) weighted local mean of float64 ``image``, valid region only."""
+    r = _SSIM_RADIUS
+    out = cv2.sepFilter2D(
+        image, cv2.CV_64F, _SSIM_KERNEL, _SSIM_KERNEL, borderType=cv2.BORDER_REFLECT
     )
+    return out[r:-r, r:-r]
+
+
+_SSIM_STRIP_ROWS = 64  # output rows per strip: keeps the ten work arrays in the CPU cache
+
+
+def _ssim_sum(x: np.ndarray, y: np.ndarray) -> float:
+    """Sum of the SSIM map of float64 (h, W) strips ``x``, ``y`` over their valid region."""
+    ux, uy = _gaussian_valid(x), _gaussian_valid(y)
+    uxx, uyy, uxy = _gaussian_valid(x * x), _gaussian_valid(y * y), _gaussian_valid(x * y)
+    # In place, to limit passes over memory; the formula is
+    # ((2 ux uy + C1)(2 vxy + C2)) / ((ux² + uy² + C1)(vx + vy + C2)), population covariances.
+    uxuy = ux * uy
+    squares = ux * ux
+    squares += uy * uy  # ux² + uy²
+    covariance = uxy - uxuy
+    covariance *= 2.0
+    covariance += _SSIM_C2  # 2 vxy + C2
+    variances = uxx + uyy
+    variances -= squares
+    variances += _SSIM_C2  # vx + vy + C2
+    uxuy *= 2.0
+    uxuy += _SSIM_C1  # 2 ux uy + C1
+    squares += _SSIM_C1  # ux² + uy² + C1
+    uxuy *= covariance
+    squares *= variances
+    uxuy /= squares
+    return float(uxuy.sum(dtype=np.float64))
+
+
+def _ssim_plane(x: np.ndarray, y: np.ndarray) -> float:
+    """Mean SSIM of two float64 (H, W) planes over the valid region.
+
+    The local statistics are Gaussian-weighted means; pixels whose window would leave the
+    image are dropped, as scikit-image does, so the border mode does not matter. The plane is
+    processed in strips of :data:`_SSIM_STRIP_ROWS` output rows (plus the 5-row halo each
+    side), which gives the same values as one pass and is ~1.6x faster on large images.
+    """
+    r = _SSIM_RADIUS
+    height, width = x.shape
+    total = 0.0
+    for top in range(0, height - 2 * r, _SSIM_STRIP_ROWS):
+        bottom = min(top + _SSIM_STRIP_ROWS + 2 * r, height)
+        total += _ssim_sum(x[top:bottom], y[top:bottom])
+    return total / ((height - 2 * r) * (width - 2 * r))
+
+
+def _ssim(reference: np.ndarray, distorted: np.ndarray) -> float:
+    """SSIM of float (H, W) or (H, W, C) arrays on the 0-255 scale; mean over channels."""
+    window = 2 * _SSIM_RADIUS + 1
+    if min(reference.shape[:2]) < window:
+        raise ValueError(
+            f"SSIM needs images of at least {window}x{window} pixels, got {reference.shape}"
+        )
+    x = np.asarray(reference, dtype=np.float64)
+    y = np.asarray(distorted, dtype=np.float64)
+    if x.ndim == 2:
+        return _ssim_plane(x, y)
+    planes = [
+        _ssim_plane(np.ascontiguousarray(x[..., c]), np.ascontiguousarray(y[..., c]))
+        for c in range(x.shape[2])
+    ]
+    return float(np.mean(planes))
 
 
 @register_metric(
