@@ -315,8 +315,8 @@ def bench(
 
 
 @main.command()
-@click.argument("ref", type=click.Path(exists=True, dir_okay=False))
-@click.argument("dist", type=click.Path(exists=True, dir_okay=False))
+@click.argument("ref", type=click.Path(exists=True))
+@click.argument("dist", type=click.Path(exists=True))
 @click.option("--metrics", default="psnr,ssim", show_default=True, help="Comma-separated.")
 @click.option(
     "--crop-border",
@@ -325,24 +325,64 @@ def bench(
     show_default=True,
     help="Pixels removed from each side before scoring.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object metric → value.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="JSON: one object metric → value for two files; for two folders, per-pair "
+    "rows, means and unmatched files.",
+)
 @_friendly
 def score(ref: str, dist: str, metrics: str, crop_border: int, as_json: bool) -> None:
-    """Score image DIST against reference REF."""
-    from restorelab.benchmark.metrics import create_metric
-    from restorelab.imageio import read_image
+    """Score DIST against reference REF: two images, or two folders paired by file name."""
+    from restorelab.benchmark.scoring import bind_metrics, json_number, pair_folders, score_pair
 
-    reference, distorted = read_image(ref), read_image(dist)
-    values = {}
-    for name in _split_list(metrics):
-        values[name] = create_metric(name, crop_border=crop_border)(reference, distorted)
+    bound = bind_metrics(_split_list(metrics), crop_border=crop_border)
+    if Path(ref).is_dir() != Path(dist).is_dir():
+        raise click.UsageError("REF and DIST must both be files or both be folders")
+    if not Path(ref).is_dir():
+        values = score_pair(ref, dist, bound)
+        if as_json:  # JSON has no infinity: identical images give PSNR null
+            click.echo(json.dumps({k: json_number(v) for k, v in values.items()}))
+        else:
+            for name, value in values.items():
+                click.echo(f"{name:<10} {value:.6f}")
+        return
+    pairs, unmatched = pair_folders(ref, dist)
+    if not pairs:
+        raise click.ClickException(f"no image of {dist} matches a file name in {ref}")
+    rows = []
+    for key, ref_path, dist_path in pairs:
+        try:
+            rows.append({"pair": key, **score_pair(ref_path, dist_path, bound)})
+        except ValueError as exc:  # a broken or mismatched pair is reported, not fatal
+            rows.append({"pair": key, "error": str(exc)})
+    means = {}
+    for name in bound:
+        finite = [r[name] for r in rows if name in r and math.isfinite(r[name])]
+        means[name] = sum(finite) / len(finite) if finite else float("nan")
     if as_json:
-        # JSON has no infinity: identical images give PSNR null, with a note.
-        clean = {k: (None if math.isinf(v) else v) for k, v in values.items()}
-        click.echo(json.dumps(clean))
-    else:
-        for name, value in values.items():
-            click.echo(f"{name:<10} {value:.6f}")
+        clean = [
+            {k: json_number(v) if isinstance(v, float) else v for k, v in r.items()} for r in rows
+        ]
+        click.echo(
+            json.dumps(
+                {
+                    "pairs": clean,
+                    "mean": {k: json_number(v) for k, v in means.items()},
+                    "n": len(rows),
+                    "unmatched": unmatched,
+                }
+            )
+        )
+        return
+    click.echo("pair".ljust(32) + "".join(f"{name:>12}" for name in bound))
+    for row in rows:
+        cells = "".join(f"{row[n]:>12.4f}" if n in row else f"{'error':>12}" for n in bound)
+        click.echo(f"{row['pair'][:31]:<32}{cells}")
+    click.echo("mean".ljust(32) + "".join(f"{means[n]:>12.4f}" for n in bound))
+    for item in unmatched:
+        click.echo(f"unmatched {item}", err=True)
 
 
 @main.command()

@@ -284,3 +284,27 @@ def test_bench_pairs_cmd_restorer_and_saved_images(
         ],
     )
     assert both.exit_code == 2 and "--pairs replaces --corpus" in both.output
+
+
+def test_score_folders(runner: CliRunner, photos: dict, tmp_path: Path) -> None:
+    ref, dist = tmp_path / "ref", tmp_path / "dist"
+    ref.mkdir()
+    dist.mkdir()
+    for name, image in photos.items():
+        Image.fromarray(image).save(ref / f"{name}.png")
+        Image.fromarray(degrade(image, "gaussian_blur", 2)).save(dist / f"{name}.png")
+    Image.fromarray(photos["coffee"]).save(ref / "only_in_ref.png")
+    result = runner.invoke(
+        main,
+        ["score", str(ref), str(dist), "--metrics", "psnr,ssim_y", "--crop-border", "4", "--json"],
+    )
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert out["n"] == 3 and out["unmatched"] == ["ref:only_in_ref"]
+    assert {row["pair"] for row in out["pairs"]} == set(photos)
+    mean = sum(row["psnr"] for row in out["pairs"]) / 3
+    assert out["mean"]["psnr"] == pytest.approx(mean)
+    table = runner.invoke(main, ["score", str(ref), str(dist)])
+    assert "mean" in table.output and table.exit_code == 0
+    mixed = runner.invoke(main, ["score", str(ref), str(dist / "coffee.png")])
+    assert mixed.exit_code == 2 and "both be files or both be folders" in mixed.output
