@@ -138,6 +138,14 @@ def to_float(image: np.ndarray) -> np.ndarray:
 
 def to_float32(image: np.ndarray) -> np.ndarray:
     """``uint8`` [0, 255] → float32 [0, 1]."""
+    image = np.asarray(image)
+    if image.dtype == np.uint8 and image.flags.c_contiguous:
+        # one compiled pass, the same float32 product as the NumPy expression below
+        from restorelab.degradations.kernels import uint8_to_float32
+
+        out = np.empty(image.shape, np.float32)
+        uint8_to_float32(image.reshape(-1), out.reshape(-1))
+        return out
     return image.astype(np.float32) * np.float32(1 / 255)
 
 
@@ -146,6 +154,13 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
     image = np.asarray(image)
     if image.dtype == np.uint8:
         return image
+    if image.dtype in (np.float32, np.float64) and image.flags.c_contiguous:
+        # one compiled pass with the same arithmetic as the NumPy expression below
+        from restorelab.degradations.kernels import float_to_uint8
+
+        out = np.empty(image.shape, np.uint8)
+        float_to_uint8(image.reshape(-1), out.reshape(-1))
+        return out
     scaled = image * image.dtype.type(255) if image.dtype.kind == "f" else image * 255.0
     return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
 

@@ -5,19 +5,28 @@ Severities 1–5 are imagecorruptions 1.1.2's tables (Hendrycks & Dietterich, IC
 including its reimplementations: motion blur by shift-and-add instead of ImageMagick, zoom
 blur by bilinear zooms of a centre crop. Severities 6–10 continue each table along its own
 published trend (see each table's comment and ``docs/DEGRADATIONS.md``). Filtering uses
-OpenCV on float32 images.
+OpenCV and compiled (numba) loops on float32 images; ``docs/PERFORMANCE.md`` has the speed
+against imagecorruptions and what each op does to get it.
 """
 
 from __future__ import annotations
 
+import functools
 import math
+import threading
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 from numba import njit
 
 from restorelab.degradations.base import register_degradation
-from restorelab.degradations.kernels import disk_kernel, gaussian_radius, motion_kernel
+from restorelab.degradations.kernels import (
+    disk_kernel,
+    disk_parts,
+    gaussian_radius,
+    motion_kernel,
+)
 
 _REFERENCE = "Hendrycks & Dietterich 2019, arXiv:1903.12261 (imagecorruptions 1.1.2)"
 
@@ -37,6 +46,86 @@ def gaussian_filter(image: np.ndarray, sigma: float) -> np.ndarray:
     )
 
 
+#: Largest kernel area (taps) that ``cv2.filter2D`` applies directly on float32 images; from
+#: 130 taps on it switches to a DFT (about 11 ms at 512², whatever the size up to ~30²).
+_DIRECT_TAPS = 129
+
+
+def _trim(kernel: np.ndarray) -> tuple[np.ndarray, int, int]:
+    """``kernel`` cut to the bounding box of its non-zero taps, and the box's top-left offset
+    from the kernel centre (row, column)."""
+    rows, cols = np.nonzero(kernel)
+    if rows.size == 0:
+        return kernel[:1, :1] * 0, 0, 0
+    top, bottom, left, right = rows.min(), rows.max(), cols.min(), cols.max()
+    trimmed = kernel[top : bottom + 1, left : right + 1]
+    return trimmed, int(top - kernel.shape[0] // 2), int(left - kernel.shape[1] // 2)
+
+
+def correlate_direct(image: np.ndarray, kernel: np.ndarray, border: int) -> np.ndarray:
+    """``cv2.filter2D(image, -1, kernel, borderType=border)`` with the kernel's zero margins
+    dropped first, so that small kernels in a large support take the direct path."""
+    kernel = np.asarray(kernel, np.float32)
+    trimmed, top, left = _trim(kernel)
+    rows, cols = trimmed.shape
+    anchor = (-left, -top)  # the original centre, inside the box for symmetric supports
+    if rows * cols <= _DIRECT_TAPS and 0 <= anchor[0] < cols and 0 <= anchor[1] < rows:
+        return cv2.filter2D(image, -1, trimmed, anchor=anchor, borderType=border)
+    return cv2.filter2D(image, -1, kernel, borderType=border)
+
+
+@njit(cache=True, nogil=True)
+def _shift_and_add(
+    padded: np.ndarray, rows: np.ndarray, cols: np.ndarray, weights: np.ndarray, out: np.ndarray
+) -> None:
+    """``out[y, j] = Σ_t weights[t] · padded[y + rows[t], j + cols[t]]`` (2-D float32, taps in
+    the given order)."""
+    height, width = out.shape
+    for y in range(height):
+        dst = out[y]
+        # slices of the exact width keep the inner loops free of index wrap-around, so that
+        # they compile to SIMD
+        src = padded[y + rows[0], cols[0] : cols[0] + width]
+        w = weights[0]
+        for j in range(width):
+            dst[j] = w * src[j]
+        for t in range(1, weights.size):
+            src = padded[y + rows[t], cols[t] : cols[t] + width]
+            w = weights[t]
+            for j in range(width):
+                dst[j] += w * src[j]
+
+
+def correlate_taps(image: np.ndarray, kernel: np.ndarray, border: int) -> np.ndarray:
+    """Correlation of an (H, W, C) float32 image with a sparse, odd-sized ``kernel``.
+
+    The image is padded once (``border``) and the shifted copies of its non-zero taps are
+    summed, row by row, in one compiled pass: the cost is the number of taps, not the kernel
+    area (a motion-blur line has 2·radius + 1 taps in a kernel of up to (4·radius + 3)²).
+    """
+    image = np.ascontiguousarray(image, dtype=np.float32)
+    kernel = np.asarray(kernel, np.float32)
+    height, width = image.shape[:2]
+    channels = image.shape[2] if image.ndim == 3 else 1
+    cy, cx = kernel.shape[0] // 2, kernel.shape[1] // 2
+    ys, xs = np.nonzero(kernel)
+    if ys.size == 0:
+        return np.zeros_like(image)
+    dy, dx = ys - cy, xs - cx
+    pad_y, pad_x = int(np.abs(dy).max()), int(np.abs(dx).max())
+    padded = cv2.copyMakeBorder(image, pad_y, pad_y, pad_x, pad_x, border)
+    padded = padded.reshape(height + 2 * pad_y, -1)
+    out = np.empty(image.shape, np.float32)
+    _shift_and_add(
+        padded,
+        (dy + pad_y).astype(np.int64),
+        ((dx + pad_x) * channels).astype(np.int64),
+        kernel[ys, xs].astype(np.float32),
+        out.reshape(height, width * channels),
+    )
+    return out
+
+
 @register_degradation(
     "gaussian_blur",
     # σ in px. 1-5: [1, 2, 3, 4, 6] (ImageNet-C); 6-10: +2, +2, +3, +3, +4.
@@ -48,6 +137,176 @@ def gaussian_filter(image: np.ndarray, sigma: float) -> np.ndarray:
 def gaussian_blur(image: np.ndarray, sigma: float, rng: np.random.Generator) -> tuple:
     """Isotropic Gaussian blur of standard deviation ``sigma`` px (:func:`gaussian_filter`)."""
     return gaussian_filter(image, sigma), {"sigma": float(sigma)}
+
+
+@dataclass(frozen=True)
+class _DiskPlan:
+    """:func:`disk_kernel` as ``Gaussian ⊛ disk + residual`` (see :func:`correlate_disk`)."""
+
+    gauss: np.ndarray  # 1-D anti-aliasing Gaussian, float32
+    value: float  # the disk's constant weight (1 / its pixel count, as float32)
+    columns: np.ndarray  # column offsets dx of the disk (int64)
+    heights: np.ndarray  # half-height of the disk in each of those columns (int64)
+    tap_rows: np.ndarray  # residual taps: row offsets dy (int64) ...
+    tap_cols: np.ndarray  # ... column offsets dx (int64) ...
+    tap_weights: np.ndarray  # ... and weights (float32)
+    pad: int  # border needed on each side
+
+
+#: Residual taps whose magnitudes sum to at most this are dropped (an output error below
+#: 2e-6 on [0, 1], 1/2000 of a grey level, the size of float32 rounding in the sums).
+_DISK_RESIDUAL_BUDGET = 2e-6
+
+#: Up to this many taps the kernel is applied directly (``cv2.filter2D`` without its DFT).
+_DISK_DIRECT_TAPS = 121
+
+#: With more residual taps than this (the 5×5 anti-aliasing of radius > 8 leaves 130-190)
+#: the split is no faster than OpenCV's DFT of the whole kernel, which is used instead.
+_DISK_MAX_RESIDUAL_TAPS = 64
+
+
+@functools.lru_cache(maxsize=64)
+def _disk_plan(radius: float, alias_blur: float) -> _DiskPlan | None:
+    """Split the defocus kernel K into a disk D of constant weight, blurred by the separable
+    anti-aliasing Gaussian G, and a sparse residual E = K − G ⊛ D.
+
+    E is zero where ``disk_kernel``'s reflect-101 anti-aliasing does not reach the border of
+    its support (radius 3, 4 and 6 of ImageNet-C) and a few dozen taps at the four tips
+    otherwise. None when the kernel is small enough to apply directly, the residual has
+    more than :data:`_DISK_MAX_RESIDUAL_TAPS` taps, or D is not a disk of full columns.
+    """
+    kernel = disk_kernel(radius, alias_blur)
+    trimmed, _, _ = _trim(kernel)
+    if trimmed.size <= _DISK_DIRECT_TAPS:
+        return None
+    disk, ksize = disk_parts(radius)
+    half, spread = disk.shape[0] // 2, ksize // 2
+    values = np.unique(disk[disk > 0])
+    if values.size != 1:
+        return None
+    columns, heights = [], []
+    for col in range(disk.shape[1]):
+        rows = np.nonzero(disk[:, col])[0]
+        if rows.size == 0:
+            continue
+        if rows[0] + rows[-1] != 2 * half or rows.size != rows[-1] - rows[0] + 1:
+            return None  # not a symmetric interval
+        columns.append(col - half)
+        heights.append(half - rows[0])
+    gauss = cv2.getGaussianKernel(ksize, alias_blur, ktype=cv2.CV_64F)[:, 0]
+    blurred = np.zeros((disk.shape[0] + 2 * spread,) * 2)
+    for i, gy in enumerate(gauss):
+        for j, gx in enumerate(gauss):
+            blurred[i : i + disk.shape[0], j : j + disk.shape[1]] += gy * gx * disk
+    residual = -blurred
+    residual[spread:-spread, spread:-spread] += kernel
+    order = np.argsort(np.abs(residual), axis=None)
+    dropped = np.cumsum(np.abs(residual).ravel()[order]) <= _DISK_RESIDUAL_BUDGET
+    keep = np.zeros(residual.size, bool)
+    keep[order[~dropped]] = True
+    keep = keep.reshape(residual.shape)
+    rows, cols = np.nonzero(keep)
+    if rows.size > _DISK_MAX_RESIDUAL_TAPS:
+        return None
+    centre = half + spread
+    return _DiskPlan(
+        gauss=gauss.astype(np.float32),
+        value=float(values[0]),
+        columns=np.asarray(columns, np.int64),
+        heights=np.asarray(heights, np.int64),
+        tap_rows=(rows - centre).astype(np.int64),
+        tap_cols=(cols - centre).astype(np.int64),
+        tap_weights=residual[rows, cols].astype(np.float32),
+        pad=half + spread,
+    )
+
+
+def correlate_disk(image: np.ndarray, plan: _DiskPlan) -> np.ndarray:
+    """Correlation with the defocus kernel of ``plan``, reflect-101 borders, in O(radius) per
+    pixel: ``corr(P, K) = corr(corr(P, G), D) + corr(P, E)`` on the image P padded once.
+
+    ``corr(·, D)`` sums, per disk column, a vertical run of the Gaussian-filtered image,
+    read off running column sums (float64, ring buffer); the residual taps are added as
+    shifted copies. Equal to ``cv2.filter2D`` with the whole kernel up to float rounding.
+    """
+    image = np.ascontiguousarray(image, dtype=np.float32)
+    height, width = image.shape[:2]
+    channels = image.shape[2] if image.ndim == 3 else 1
+    pad = plan.pad
+    padded = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_REFLECT_101)
+    filtered = cv2.sepFilter2D(
+        padded, cv2.CV_32F, plan.gauss, plan.gauss, borderType=cv2.BORDER_REFLECT_101
+    )
+    rows = height + 2 * pad
+    out = np.empty(image.shape, np.float32)
+    _disk_sums(
+        filtered.reshape(rows, -1),
+        padded.reshape(rows, -1),
+        (plan.columns + pad) * channels,
+        plan.heights,
+        plan.value,
+        plan.tap_rows + pad,
+        (plan.tap_cols + pad) * channels,
+        plan.tap_weights,
+        pad,
+        out.reshape(height, width * channels),
+    )
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _disk_sums(
+    filtered: np.ndarray,
+    padded: np.ndarray,
+    offsets: np.ndarray,
+    heights: np.ndarray,
+    value: float,
+    tap_rows: np.ndarray,
+    tap_cols: np.ndarray,
+    tap_weights: np.ndarray,
+    pad: int,
+    out: np.ndarray,
+) -> None:
+    """``out[y] = value · Σ_i Σ_{|t| ≤ heights[i]} filtered[y + pad + t, offsets[i] + ·]
+    + Σ_t tap_weights[t] · padded[y + tap_rows[t], tap_cols[t] + ·]`` (2-D arrays)."""
+    height, width = out.shape
+    reach = 0
+    for h in heights:
+        reach = max(reach, h)
+    span = 2 * reach + 2
+    # ring[k % span] = Σ_{first <= k' < k} filtered[k'] for the rows k the current output row
+    # reads (running column sums in float64: differences of them are exact to ~1e-13)
+    ring = np.zeros((span, filtered.shape[1]), np.float64)
+    first = pad - reach
+    for k in range(first + 1, first + span):
+        src = filtered[k - 1]
+        prev = ring[(k - 1) % span]
+        cur = ring[k % span]
+        for j in range(src.size):
+            cur[j] = prev[j] + src[j]
+    acc = np.empty(width, np.float64)
+    for y in range(height):
+        if y > 0:
+            k = y + pad + reach + 1
+            src = filtered[k - 1]
+            prev = ring[(k - 1) % span]
+            cur = ring[k % span]
+            for j in range(src.size):
+                cur[j] = prev[j] + src[j]
+        acc[:] = 0.0
+        for i in range(offsets.size):
+            lo = ring[(y + pad - heights[i]) % span, offsets[i] : offsets[i] + width]
+            hi = ring[(y + pad + heights[i] + 1) % span, offsets[i] : offsets[i] + width]
+            for j in range(width):
+                acc[j] += hi[j] - lo[j]
+        dst = out[y]
+        for j in range(width):
+            dst[j] = np.float32(acc[j] * value)
+        for t in range(tap_weights.size):
+            w = tap_weights[t]
+            src = padded[y + tap_rows[t], tap_cols[t] : tap_cols[t] + width]
+            for j in range(width):
+                dst[j] += w * src[j]
 
 
 @register_degradation(
@@ -73,8 +332,11 @@ def gaussian_blur(image: np.ndarray, sigma: float, rng: np.random.Generator) -> 
 def defocus_blur(image: np.ndarray, level: tuple, rng: np.random.Generator) -> tuple:
     """Defocus: correlation with an anti-aliased disk (:func:`disk_kernel`), reflect-101 borders."""
     radius, alias_blur = level
-    kernel = disk_kernel(radius, alias_blur)
-    out = cv2.filter2D(image, -1, kernel, borderType=cv2.BORDER_REFLECT_101)
+    plan = _disk_plan(float(radius), float(alias_blur))
+    if plan is None:
+        out = correlate_direct(image, disk_kernel(radius, alias_blur), cv2.BORDER_REFLECT_101)
+    else:
+        out = correlate_disk(image, plan)
     return out, {"radius": float(radius), "alias_blur": float(alias_blur)}
 
 
@@ -103,7 +365,8 @@ def motion_blur(image: np.ndarray, level: tuple, rng: np.random.Generator) -> tu
 
     The weighted shift-and-add is folded into one kernel (:func:`motion_kernel`) and applied
     by correlation with replicated borders, which equals the reference's edge-replicating
-    shifts.
+    shifts; only its 2·radius + 1 (or fewer) non-zero taps are summed
+    (:func:`correlate_taps`).
     """
     radius, sigma = level
     angle = float(rng.uniform(-45.0, 45.0))
@@ -113,7 +376,7 @@ def motion_blur(image: np.ndarray, level: tuple, rng: np.random.Generator) -> tu
     centre = kernel.shape[0] // 2
     half = int(max(np.abs(rows - centre).max(), np.abs(cols - centre).max()))
     kernel = kernel[centre - half : centre + half + 1, centre - half : centre + half + 1]
-    out = cv2.filter2D(image, -1, kernel, borderType=cv2.BORDER_REPLICATE)
+    out = correlate_taps(image, kernel, cv2.BORDER_REPLICATE)
     return out, {"radius": int(radius), "sigma": float(sigma), "angle_deg": angle}
 
 
@@ -212,24 +475,85 @@ def zoom_blur(image: np.ndarray, level: tuple, rng: np.random.Generator) -> tupl
     Each zoom is imagecorruptions' ``clipped_zoom`` (a centre crop of ``ceil(size / z)``
     zoomed bilinearly by ``z`` as ``scipy.ndimage.zoom(order=1)`` maps coordinates, then
     cropped to the image size), done as one affine warp straight to the output size.
+
+    RGB images are warped as RGBA (a fourth channel that is dropped at the end): OpenCV's
+    bilinear warp has a SIMD path for four float32 channels and none for three, and gives the
+    same RGB values. A zoom of 1 is the image itself and is added without a warp. The sum is
+    accumulated in float32 in the same order as ``total += layer`` and returned as ``uint8``
+    (``to_uint8(total / (n + 1))``, one compiled pass).
     """
     stop, step = level
     factors = _zoom_factors(stop, step)
+    image = np.asarray(image, np.float32)
     height, width = image.shape[:2]
-    total = image.astype(np.float32, copy=True)
+    rgb = image.ndim == 3 and image.shape[2] == 3
+    if rgb:
+        source, total, layer = _zoom_buffers(height, width)
+        cv2.cvtColor(image, cv2.COLOR_RGB2RGBA, dst=source)
+        total[...] = source
+    else:
+        source, total, layer = image, image.copy(), np.empty_like(image)
     for zoom in factors:
         crop_h, crop_w = math.ceil(height / zoom), math.ceil(width / zoom)
         top, left = (height - crop_h) // 2, (width - crop_w) // 2
         out_h, out_w = round(crop_h * zoom), round(crop_w * zoom)
         scale_y = (crop_h - 1) / (out_h - 1) if out_h > 1 else 0.0
         scale_x = (crop_w - 1) / (out_w - 1) if out_w > 1 else 0.0
+        if (crop_h, crop_w, scale_y, scale_x) == (height, width, 1.0, 1.0):
+            cv2.add(total, source, dst=total)  # the identity warp (zoom 1) is the image
+            continue
         matrix = np.array([[scale_x, 0.0, left], [0.0, scale_y, top]], dtype=np.float64)
-        total += cv2.warpAffine(
-            image,
+        cv2.warpAffine(
+            source,
             matrix,
             (width, height),
+            dst=layer,
             flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
             borderMode=cv2.BORDER_REPLICATE,
         )
-    total /= np.float32(len(factors) + 1)
-    return total, {"zoom_factors": [round(float(z), 4) for z in factors]}
+        cv2.add(total, layer, dst=total)
+    count = np.float32(len(factors) + 1)
+    if not rgb:
+        total /= count
+        return total, {"zoom_factors": [round(float(z), 4) for z in factors]}
+    out = np.empty(image.shape, np.uint8)
+    _mean_to_uint8(total.reshape(-1, 4), count, out.reshape(-1, 3))
+    return out, {"zoom_factors": [round(float(z), 4) for z in factors]}
+
+
+#: Largest RGBA float32 buffer (bytes) :func:`_zoom_buffers` keeps between calls.
+_ZOOM_BUFFER_MAX_BYTES = 16 * 2**20
+
+_zoom_workspace = threading.local()
+
+
+def _zoom_buffers(height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Three (H, W, 4) float32 buffers (source, sum, layer), kept per thread for the last size.
+
+    Zoom blur writes ~50 full-size layers; reusing its buffers avoids the first-touch page
+    faults of fresh allocations, which cost as much as the warps on small images. Buffers
+    over :data:`_ZOOM_BUFFER_MAX_BYTES` each are allocated per call.
+    """
+    shape = (height, width, 4)
+    kept = getattr(_zoom_workspace, "buffers", None)
+    if kept is not None and kept[0].shape == shape:
+        return kept
+    buffers = tuple(np.empty(shape, np.float32) for _ in range(3))
+    if buffers[0].nbytes <= _ZOOM_BUFFER_MAX_BYTES:
+        _zoom_workspace.buffers = buffers
+    return buffers
+
+
+@njit(cache=True, nogil=True)
+def _mean_to_uint8(total: np.ndarray, count: np.float32, out: np.ndarray) -> None:
+    """``out = to_uint8(total[:, :3] / count)`` for (N, 4) float32 ``total``, (N, 3) ``out``."""
+    scale = np.float32(255)
+    for i in range(out.shape[0]):
+        for c in range(3):
+            v = np.rint((total[i, c] / count) * scale)
+            if v >= 255:
+                out[i, c] = 255
+            elif v > 0:
+                out[i, c] = np.uint8(v)
+            else:
+                out[i, c] = 0

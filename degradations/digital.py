@@ -19,7 +19,10 @@ def jpeg_roundtrip(image: np.ndarray, quality: int) -> tuple[np.ndarray, int]:
     size = buffer.tell()
     buffer.seek(0)
     with Image.open(buffer) as decoded:
-        return np.asarray(decoded.convert("RGB")), size
+        decoded.load()
+        if decoded.mode != "RGB":  # baseline RGB JPEG decodes to RGB: skip convert's copy
+            decoded = decoded.convert("RGB")
+        return np.asarray(decoded), size
 
 
 @register_degradation(

@@ -1,4 +1,5 @@
-"""Blur kernels as plain arrays (float32, normalised to sum 1).
+"""Blur kernels as plain arrays (float32, normalised to sum 1), and the compiled conversion
+loops behind ``to_float32`` / ``to_uint8``.
 
 Conventions: kernels are 2-D, indexed [row, column] = [y, x], with the centre at
 ``(size // 2, size // 2)``; they are applied by correlation (``cv2.filter2D``).
@@ -10,6 +11,7 @@ import math
 
 import cv2
 import numpy as np
+from numba import njit
 
 
 def gaussian_radius(sigma: float, truncate: float = 4.0) -> int:
@@ -24,15 +26,22 @@ def disk_kernel(radius: float, alias_blur: float) -> np.ndarray:
     blur) and ``2·radius + 1`` square above (5×5 blur), the Gaussian has σ = ``alias_blur`` px
     and reflect-101 borders, and the disk is normalised before the anti-aliasing.
     """
+    disk, ksize = disk_parts(radius)
+    return cv2.GaussianBlur(disk, ksize=(ksize, ksize), sigmaX=alias_blur)
+
+
+def disk_parts(radius: float) -> tuple[np.ndarray, int]:
+    """The two parts of :func:`disk_kernel`: the normalised filled disk (float32, on the
+    kernel's support) and the side of its anti-aliasing Gaussian (3 or 5)."""
     if radius <= 8:
-        half, ksize = 8, (3, 3)
+        half, ksize = 8, 3
     else:
-        half, ksize = int(radius), (5, 5)
+        half, ksize = int(radius), 5
     coords = np.arange(-half, half + 1)
     xx, yy = np.meshgrid(coords, coords)
     disk = (xx**2 + yy**2 <= radius**2).astype(np.float32)
     disk /= disk.sum()
-    return cv2.GaussianBlur(disk, ksize=ksize, sigmaX=alias_blur)
+    return disk, ksize
 
 
 def motion_kernel(
@@ -63,3 +72,35 @@ def motion_kernel(
         # shifted[y, x] = image[y - dy, x - dx]  →  correlation tap at offset (-dy, -dx)
         kernel[centre - dy, centre - dx] += weights[i]
     return kernel.astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------------
+# Compiled element loops shared by the ops (numba, cached on disk). They do the same float
+# arithmetic, in the same order, as the NumPy expressions they replace; they draw no random
+# numbers (the callers pass in fields drawn from their ``rng``).
+# ---------------------------------------------------------------------------------------------
+
+
+@njit(cache=True, nogil=True)
+def float_to_uint8(values: np.ndarray, out: np.ndarray) -> None:
+    """``out = clip(rint(values · 255), 0, 255)`` on flat arrays, in the dtype of ``values``.
+
+    NaN gives 0, as NumPy's cast does on x86.
+    """
+    scale = values.dtype.type(255)
+    for i in range(values.size):
+        v = np.rint(values[i] * scale)
+        if v >= 255:
+            out[i] = 255
+        elif v > 0:
+            out[i] = np.uint8(v)
+        else:
+            out[i] = 0
+
+
+@njit(cache=True, nogil=True)
+def uint8_to_float32(values: np.ndarray, out: np.ndarray) -> None:
+    """``out = float32(values) · float32(1 / 255)`` on flat arrays."""
+    scale = np.float32(1 / 255)
+    for i in range(values.size):
+        out[i] = np.float32(values[i]) * scale
