@@ -17,7 +17,6 @@ import re
 import resource
 import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +31,7 @@ from restorelab.corpus import CorpusItem, load_corpus
 from restorelab.degradations import degrade_with_params
 from restorelab.environment import hardware_info, package_versions
 from restorelab.imageio import iter_image_files, read_image
+from restorelab.parallel import process_pool
 from restorelab.results import RUN_FILE, ResultsStore, read_run_info, write_json_atomic
 
 DEFAULT_METRICS = ("psnr", "ssim")
@@ -587,8 +587,8 @@ def _execute(
         for chunk in chunks:
             yield from _run_tasks(chunk)
         return
-    with ProcessPoolExecutor(
-        max_workers=workers, initializer=_init_worker, initargs=(specs, metric_names, image_root)
+    with process_pool(
+        workers, initializer=_init_worker, initargs=(specs, metric_names, image_root)
     ) as pool:
         for rows in pool.map(_run_tasks, chunks, chunksize=4 if size == 1 else 1):
             yield from rows

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from restorelab.config import Grid
 from restorelab.corpus import CorpusItem, load_corpus
 from restorelab.degradations.base import degrade_with_params
 from restorelab.imageio import read_image, write_image
+from restorelab.parallel import process_pool
 from restorelab.results import ResultsStore, write_json_atomic
 
 MANIFEST_KEYS = ("image_id", "degradation", "severity", "seed")
@@ -120,7 +120,7 @@ def export_degraded(
     summary = ExportSummary(out, 0, skipped, [])
     bar = tqdm(total=len(jobs), desc=f"degrade {grid.name}", unit="img", disable=not progress)
     if workers > 1 and len(jobs) > 1:
-        pool = ProcessPoolExecutor(max_workers=workers)
+        pool = process_pool(workers)
         results = pool.map(_export_image, *zip(*[(i, c, out) for i, c in jobs], strict=True))
     else:
         pool = None
