@@ -66,7 +66,6 @@ from typing import NamedTuple
 
 import cv2
 import numpy as np
-import scipy.fft
 
 from restorelab.imageio import check_image
 
@@ -173,14 +172,7 @@ def fingerprint(pixels: np.ndarray) -> Fingerprint:
     >>> f"{fp.phash:016x}", fp.thumb.shape
     ('c2924c5532bddfc8', (64, 64))
     """
-    check_image(pixels, name="pixels")
-    h, w = pixels.shape[:2]
-    factor = max(1, min(h, w) // (2 * _WORK_SIZE))
-    if factor > 1:
-        hc, wc = h - h % factor, w - w % factor
-        pixels = cv2.resize(
-            pixels[:hc, :wc], (wc // factor, hc // factor), interpolation=cv2.INTER_AREA
-        )
+    pixels = working_copy(pixels)
     work = cv2.resize(pixels, (_WORK_SIZE, _WORK_SIZE), interpolation=cv2.INTER_AREA)
     grey = work.astype(np.float32) @ _LUMA
     small = cv2.resize(grey, (DCT_SIZE, DCT_SIZE), interpolation=cv2.INTER_AREA)
@@ -191,6 +183,23 @@ def fingerprint(pixels: np.ndarray) -> Fingerprint:
     thumb8 = np.clip(np.round(stretched), 0, 255).astype(np.uint8)
     thumb8.setflags(write=False)
     return Fingerprint(phash=phash_of_grey(small), thumb=thumb8)
+
+
+def working_copy(pixels: np.ndarray) -> np.ndarray:
+    """The image shrunk by the largest integer factor that keeps its short side ≥ 256 px.
+
+    OpenCV's area interpolation by an integer factor (the fast path) of the image cropped to a
+    multiple of the factor; the image itself when it is already that small. Thumbnails are
+    made from this copy: ``fingerprint(working_copy(x))`` equals ``fingerprint(x)`` (and
+    :func:`restorelab.curation.selection.embed` likewise), so one copy serves both.
+    """
+    check_image(pixels, name="pixels")
+    h, w = pixels.shape[:2]
+    factor = max(1, min(h, w) // (2 * _WORK_SIZE))
+    if factor == 1:
+        return pixels
+    hc, wc = h - h % factor, w - w % factor
+    return cv2.resize(pixels[:hc, :wc], (wc // factor, hc // factor), interpolation=cv2.INTER_AREA)
 
 
 def phash_of_grey(grey: np.ndarray) -> int:
@@ -204,6 +213,8 @@ def phash_of_grey(grey: np.ndarray) -> int:
     grey = np.asarray(grey, dtype=np.float64)
     if grey.shape != (DCT_SIZE, DCT_SIZE):
         raise ValueError(f"grey must have shape ({DCT_SIZE}, {DCT_SIZE}), got {grey.shape}")
+    import scipy.fft  # here, not at the top: grouping fingerprints needs no SciPy
+
     coeffs = scipy.fft.dct(scipy.fft.dct(grey, axis=0), axis=1)[:HASH_SIZE, :HASH_SIZE]
     bits = (coeffs > np.median(coeffs)).ravel()
     return int.from_bytes(np.packbits(bits).tobytes(), "big")
@@ -298,8 +309,56 @@ def find_duplicate_groups(
     hashes = np.array([int(fp.phash) for fp in fingerprints], dtype=np.uint64)
     pairs = hamming_pairs(hashes, hamming_radius)
     pairs = pairs[_prefilter(fingerprints, pairs) >= _PREFILTER_MIN]
-    sims, overlaps = _score_pairs(fingerprints, pairs)
-    return _groups(len(fingerprints), pairs[(sims >= min_similarity) & (overlaps >= min_overlap)])
+    confirmed = _confirmed_pairs(fingerprints, hashes, pairs, min_similarity, min_overlap)
+    return _groups(len(fingerprints), confirmed)
+
+
+def _confirmed_pairs(
+    fingerprints: Sequence[Fingerprint],
+    hashes: np.ndarray,
+    pairs: np.ndarray,
+    min_similarity: float,
+    min_overlap: float,
+) -> np.ndarray:
+    """Enough of the confirmed candidate pairs to make the groups.
+
+    Candidates are scored in rounds (64 pairs, then twice as many each round), closest hashes
+    first; a pair whose two images are already joined through pairs confirmed in earlier rounds
+    is not scored, since confirming it could not change any group. The groups are those of
+    scoring every candidate (each pair's score depends on that pair only), at a fraction of the
+    cost when photos have several copies: a group of k copies has k(k − 1)/2 candidate pairs
+    but needs only k − 1 of them.
+    """
+    if len(pairs) == 0:
+        return pairs
+    distance = np.bitwise_count(hashes[pairs[:, 0]] ^ hashes[pairs[:, 1]])
+    pairs = pairs[np.argsort(distance, kind="stable")]
+    parent = list(range(len(fingerprints)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    found: list[np.ndarray] = []
+    size = 64
+    while len(pairs):
+        batch, pairs = pairs[:size], pairs[size:]
+        sims, overlaps = _score_pairs(fingerprints, batch)
+        good = batch[(sims >= min_similarity) & (overlaps >= min_overlap)]
+        found.append(good)
+        for i, j in good.tolist():
+            ri, rj = root(i), root(j)
+            if ri != rj:
+                parent[max(ri, rj)] = min(ri, rj)
+        if len(pairs) and len(good):
+            nodes, local = np.unique(pairs, return_inverse=True)
+            roots = np.array([root(i) for i in nodes.tolist()], dtype=np.int64)
+            ends = roots[local.reshape(pairs.shape)]
+            pairs = pairs[ends[:, 0] != ends[:, 1]]
+        size *= 2
+    return np.concatenate(found)
 
 
 def score_pairs(fingerprints: Sequence[Fingerprint], pairs) -> list[PairScore]:

@@ -78,7 +78,7 @@ def _gradient_magnitude(image: np.ndarray) -> np.ndarray:
     """Sobel gradient magnitude in grey levels per pixel (float32)."""
     gx = cv2.Sobel(image, cv2.CV_32F, 1, 0, ksize=3, scale=0.125)
     gy = cv2.Sobel(image, cv2.CV_32F, 0, 1, ksize=3, scale=0.125)
-    return cv2.magnitude(gx, gy)
+    return cv2.magnitude(gx, gy, magnitude=gx)  # in place: one full-size array fewer at the peak
 
 
 def _sobel_magnitude_at(image: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -159,12 +159,17 @@ def sharpness(
     h, w = image.shape
     if h < 3 or w < 3:
         return 0.0
-    coarse = _gradient_magnitude(cv2.GaussianBlur(image, (0, 0), reblur_sigma))
-    ridge = coarse >= cv2.dilate(coarse, np.ones((3, 3), np.uint8))
-    ridge &= coarse >= min_edge_gradient
-    ridge[[0, -1], :] = False
-    ridge[:, [0, -1]] = False
-    points = np.flatnonzero(ridge)
+    blurred = cv2.GaussianBlur(image, (0, 0), reblur_sigma)
+    coarse = _gradient_magnitude(blurred)
+    del blurred
+    # ridge points: 3×3 local maxima at or above min_edge_gradient (OpenCV masks of 0/255
+    # made 0/1 and read as booleans: fewer passes over the image than NumPy comparisons)
+    ridge = cv2.compare(coarse, cv2.dilate(coarse, np.ones((3, 3), np.uint8)), cv2.CMP_GE)
+    cv2.bitwise_and(ridge, cv2.compare(coarse, float(min_edge_gradient), cv2.CMP_GE), dst=ridge)
+    cv2.min(ridge, 1, dst=ridge)
+    ridge[[0, -1], :] = 0
+    ridge[:, [0, -1]] = 0
+    points = np.flatnonzero(ridge.view(bool))
     if points.size == 0:
         return 0.0
     strength = coarse.ravel()[points]
@@ -246,7 +251,8 @@ def noise_sigma(
     h, w = image.shape[0] - 2, image.shape[1] - 2
     if h < 1 or w < 1:
         return 0.0
-    response = np.abs(cv2.filter2D(image, -1, _IMMERKAER))[1:-1, 1:-1]
+    response = cv2.filter2D(image, -1, _IMMERKAER)
+    response = np.abs(response, out=response)[1:-1, 1:-1]
     scale = math.sqrt(math.pi / 2.0) / 6.0
     bh, bw = h // block, w // block
     if bh == 0 or bw == 0:
@@ -514,11 +520,23 @@ def _channels(pixels: np.ndarray) -> list[np.ndarray]:
 
 
 def _colourfulness(red: np.ndarray, green: np.ndarray, blue: np.ndarray) -> float:
-    rg = cv2.subtract(red, green, dtype=cv2.CV_16S)
-    yb2 = cv2.subtract(cv2.add(red, green, dtype=cv2.CV_16S), cv2.add(blue, blue, dtype=cv2.CV_16S))
-    mean_rg, std_rg = (float(v[0, 0]) for v in cv2.meanStdDev(rg))
-    mean_yb, std_yb = (float(v[0, 0]) / 2.0 for v in cv2.meanStdDev(yb2))
-    return math.hypot(std_rg, std_yb) + 0.3 * math.hypot(mean_rg, mean_yb)
+    # Exact integer moments, without a signed copy of the image: Σ(R − G)² and the other two
+    # squared channel differences are OpenCV norms of the uint8 planes, and
+    # Σ(R + G − 2B)² = 2 Σ(R − B)² + 2 Σ(G − B)² − Σ(R − G)².
+    count = red.size
+    if count == 0:
+        return 0.0
+    sum_r, sum_g, sum_b = (float(cv2.sumElems(plane)[0]) for plane in (red, green, blue))
+    sq_rg = cv2.norm(red, green, cv2.NORM_L2SQR)
+    sq_rb = cv2.norm(red, blue, cv2.NORM_L2SQR)
+    sq_gb = cv2.norm(green, blue, cv2.NORM_L2SQR)
+    mean_rg = (sum_r - sum_g) / count
+    mean_yb2 = (sum_r + sum_g - 2.0 * sum_b) / count  # of 2·yb
+    var_rg = max(sq_rg / count - mean_rg * mean_rg, 0.0)
+    var_yb = max((2.0 * sq_rb + 2.0 * sq_gb - sq_rg) / count - mean_yb2 * mean_yb2, 0.0) / 4.0
+    return math.hypot(math.sqrt(var_rg), math.sqrt(var_yb)) + 0.3 * math.hypot(
+        mean_rg, mean_yb2 / 2.0
+    )
 
 
 def entropy(histogram: np.ndarray) -> float:
@@ -575,8 +593,17 @@ def channel_spread(pixels: np.ndarray, *, share: float = GREY_SHARE) -> int:
 def _channel_spread(
     red: np.ndarray, green: np.ndarray, blue: np.ndarray, *, share: float = GREY_SHARE
 ) -> int:
-    spread = cv2.subtract(cv2.max(cv2.max(red, green), blue), cv2.min(cv2.min(red, green), blue))
-    cumulative = np.cumsum(_histogram256(spread))
+    return _spread_level(_histogram256(_spread_image(red, green, blue)), share)
+
+
+def _spread_image(red: np.ndarray, green: np.ndarray, blue: np.ndarray) -> np.ndarray:
+    """max(R, G, B) − min(R, G, B) per pixel (``uint8``)."""
+    return cv2.subtract(cv2.max(cv2.max(red, green), blue), cv2.min(cv2.min(red, green), blue))
+
+
+def _spread_level(histogram: np.ndarray, share: float = GREY_SHARE) -> int:
+    """The ``share`` quantile of a spread histogram (see :func:`channel_spread`)."""
+    cumulative = np.cumsum(histogram)
     return int(np.searchsorted(cumulative, share * cumulative[-1] - 1e-9))
 
 
@@ -627,11 +654,19 @@ def compute_signals(decoded: DecodedImage, encoded: bytes | None = None) -> Sign
     height, width = pixels.shape[:2]
     long_side, short_side = max(height, width), min(height, width)
     y8 = luma(pixels)
-    histogram = luma_histogram(y8)
-    yf = y8.astype(np.float32)
-    dark, bright = clipped_fractions(histogram)
     channels = _channels(pixels)
-    spread = _channel_spread(*channels)
+    # one pass for both histograms: the joint (luma, channel spread) histogram
+    joint = cv2.calcHist(
+        [y8, _spread_image(*channels)], [0, 1], None, [256, 256], [0, 256, 0, 256]
+    )
+    joint = np.rint(joint).astype(np.int64)
+    histogram = joint.sum(axis=1)
+    spread = _spread_level(joint.sum(axis=0))
+    colour = _colourfulness(*channels)
+    del channels  # the colour planes go before the full-size float work
+    yf = y8.astype(np.float32)
+    del y8
+    dark, bright = clipped_fractions(histogram)
     jpeg = None
     if encoded is not None and decoded.format in _JPEG_FORMATS:
         jpeg = jpeg_quality(encoded)
@@ -648,7 +683,7 @@ def compute_signals(decoded: DecodedImage, encoded: bytes | None = None) -> Sign
         "jpeg_table_error": jpeg.table_error if jpeg else None,
         "clipped_dark": dark,
         "clipped_bright": bright,
-        "colourfulness": _colourfulness(*channels),
+        "colourfulness": colour,
         "entropy": entropy(histogram),
         "is_grayscale": is_grayscale(spread),
         "max_channel_diff": spread,

@@ -13,7 +13,15 @@ from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 #: Imported once in the fork server so that each worker starts without re-importing them.
-PRELOAD = ("numpy", "cv2", "PIL.Image", "restorelab.degradations")
+PRELOAD = (
+    "numpy",
+    "cv2",
+    "PIL.Image",
+    "restorelab.degradations",
+    "restorelab.curation.pipeline",
+    "restorelab.curation.dedup",
+    "restorelab.curation.selection",
+)
 
 
 def process_pool(workers: int, **kwargs: Any) -> ProcessPoolExecutor:
