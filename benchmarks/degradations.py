@@ -35,23 +35,12 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 from skimage import data  # noqa: E402
 
+from restorelab.config import load_grid  # noqa: E402
 from restorelab.degradations import degrade  # noqa: E402
 from restorelab.degradations.noise import clear_noise_cache  # noqa: E402
 from restorelab.degradations.reference import load_imagecorruptions  # noqa: E402
 
-OPS = [
-    "gaussian_noise",
-    "shot_noise",
-    "impulse_noise",
-    "speckle_noise",
-    "gaussian_blur",
-    "defocus_blur",
-    "motion_blur",
-    "glass_blur",
-    "zoom_blur",
-    "jpeg_compression",
-    "pixelate",
-]
+OPS = load_grid("imagenet-c").degradations  # the 11 ImageNet-C ops
 
 
 def photo(size: int) -> np.ndarray:

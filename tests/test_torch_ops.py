@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from restorelab.config import load_grid
 from restorelab.degradations import degrade, get_degradation, list_degradations, torch_ops
 from restorelab.degradations.torch_ops import (
     CPU_FALLBACK,
@@ -20,19 +21,7 @@ from restorelab.degradations.torch_ops import (
 )
 from restorelab.registry import UnknownNameError
 
-ZOO = (
-    "gaussian_noise",
-    "shot_noise",
-    "impulse_noise",
-    "speckle_noise",
-    "gaussian_blur",
-    "defocus_blur",
-    "motion_blur",
-    "glass_blur",
-    "zoom_blur",
-    "jpeg_compression",
-    "pixelate",
-)
+ZOO = tuple(load_grid("imagenet-c").degradations)
 NOISE = ("gaussian_noise", "shot_noise", "impulse_noise", "speckle_noise")
 FILTERS = ("gaussian_blur", "defocus_blur", "zoom_blur", "pixelate", "motion_blur")
 

@@ -24,19 +24,7 @@ from restorelab.degradations import degrade, degrade_with_params, get_degradatio
 from restorelab.degradations.calibration import calibrate, interpolate_level, match_levels
 from restorelab.degradations.chain import chain_severities, parse_chain
 
-IMAGENET_C = [
-    "gaussian_noise",
-    "shot_noise",
-    "impulse_noise",
-    "speckle_noise",
-    "gaussian_blur",
-    "defocus_blur",
-    "motion_blur",
-    "glass_blur",
-    "zoom_blur",
-    "jpeg_compression",
-    "pixelate",
-]
+IMAGENET_C = load_grid("imagenet-c").degradations
 RANDOM = {
     "gaussian_noise",
     "shot_noise",
