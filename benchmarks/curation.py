@@ -3,15 +3,15 @@
 Both tools read the same folder of large photographs, each in its own subprocess, and the
 script reports wall time (from process start to exit, imports included) and peak resident
 memory of the whole process tree (the sum of RSS over the process and all its children,
-polled every 50 ms; PSS, which splits pages shared between a pool's forked workers, is shown
-too). Runs alternate between the tools; each is repeated ``--repeat`` times (best and median
-reported).
+polled every 50 ms; PSS, which splits the pages that forked workers share with their parent,
+is shown too). Runs alternate between the tools; each is repeated ``--repeat`` times: wall
+time best and median, memory median and maximum.
 
 - cleanvision: ``Imagelab(data_path=DIR).find_issues()`` with its default issue types (what
-  its README runs; a pool of one process per physical core).
-- restorelab: ``restorelab curate DIR --out OUT --all --workers 2`` with the default filters
-  and near-duplicate grouping, first with an empty analysis cache, then again with the cache
-  it left (the re-run figure).
+  its README runs; a pool of one process per physical core, 2 here).
+- restorelab: ``restorelab curate DIR --out OUT --all --workers 2`` (two analysis threads)
+  with the default filters and near-duplicate grouping, first with an empty analysis cache,
+  then again with the cache it left (the re-run figure).
 
 The photos: by default the photographs of the Debian/Ubuntu package ``mate-backgrounds``
 (``apt-get install -y mate-backgrounds``; :data:`MATE_PHOTOS`, the drawings and renders of the
@@ -210,7 +210,12 @@ def _run_cleanvision(folder: str) -> None:
 
 def _stats(runs: list[dict], key: str) -> dict:
     values = [r[key] for r in runs]
-    return {"best": min(values), "median": statistics.median(values), "all": values}
+    return {
+        "best": min(values),
+        "median": statistics.median(values),
+        "max": max(values),
+        "all": values,
+    }
 
 
 def main() -> None:
@@ -218,7 +223,7 @@ def main() -> None:
     parser.add_argument("--photos", type=Path, default=None, help="folder of photographs")
     parser.add_argument("--copies", type=int, default=4, help="planted variants per photo")
     parser.add_argument("--repeat", type=int, default=3, help="runs per tool (>= 2)")
-    parser.add_argument("--workers", type=int, default=2, help="restorelab worker processes")
+    parser.add_argument("--workers", type=int, default=2, help="restorelab analysis workers")
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
     parser.add_argument("--keep", type=Path, default=None, help="build the folder here, keep it")
     parser.add_argument("--run", nargs=2, metavar=("TOOL", "DIR"), help=argparse.SUPPRESS)
@@ -229,7 +234,7 @@ def main() -> None:
         _run_cleanvision(args.run[1])
         return
     try:
-        import cleanvision  # noqa: F401
+        import cleanvision
     except ImportError:
         sys.exit(INSTALL_HINT)
     if not 0 <= args.copies <= MAX_COPIES:
@@ -264,9 +269,13 @@ def main() -> None:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)
 
+    import cv2
+
     report = {
+        "date": time.strftime("%Y-%m-%d"),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
         "python": platform.python_version(),
+        "versions": {"cleanvision": cleanvision.__version__, "opencv": cv2.__version__},
         "folder": size,
         "restorelab_result": {k: summary[k] for k in ("kept", "rejected", "rejection_reasons")},
         "tools": {
@@ -276,27 +285,34 @@ def main() -> None:
     }
     tools = report["tools"]
     cv, rl, rc = (tools[k]["seconds"]["best"] for k in runs)
+    cv_med, rl_med, rc_med = (tools[k]["seconds"]["median"] for k in runs)
     report["ratios"] = {
         "cleanvision_over_restorelab_wall": cv / rl,
+        "cleanvision_over_restorelab_wall_median": cv_med / rl_med,
         "restorelab_first_over_cached_wall": rl / rc,
+        "restorelab_first_over_cached_wall_median": rl_med / rc_med,
         "restorelab_over_cleanvision_peak_rss": (
-            tools["restorelab"]["rss_mb"]["best"] / tools["cleanvision"]["rss_mb"]["best"]
+            tools["restorelab"]["rss_mb"]["max"] / tools["cleanvision"]["rss_mb"]["max"]
         ),
     }
-    print(f"\n{'tool':<28}{'wall s best':>12}{'median':>9}{'RSS MB best':>13}{'median':>9}"
-          f"{'PSS MB':>9}")
+    print(
+        f"\n{'tool':<20}{'wall s best':>12}{'median':>8}{'RSS MB median':>15}{'max':>6}"
+        f"{'PSS MB median':>15}{'max':>6}"
+    )
     for name in runs:
         t = tools[name]
         print(
-            f"{name:<28}{t['seconds']['best']:>12.2f}{t['seconds']['median']:>9.2f}"
-            f"{t['rss_mb']['best']:>13.0f}{t['rss_mb']['median']:>9.0f}"
-            f"{t['pss_mb']['best']:>9.0f}"
+            f"{name:<20}{t['seconds']['best']:>12.2f}{t['seconds']['median']:>8.2f}"
+            f"{t['rss_mb']['median']:>15.0f}{t['rss_mb']['max']:>6.0f}"
+            f"{t['pss_mb']['median']:>15.0f}{t['pss_mb']['max']:>6.0f}"
         )
     ratios = report["ratios"]
     print(
-        f"\ncleanvision / restorelab wall: {ratios['cleanvision_over_restorelab_wall']:.2f}x; "
-        f"restorelab first / cached: {ratios['restorelab_first_over_cached_wall']:.2f}x; "
-        f"restorelab / cleanvision peak RSS: "
+        f"\ncleanvision / restorelab wall: {ratios['cleanvision_over_restorelab_wall']:.2f}x "
+        f"(medians {ratios['cleanvision_over_restorelab_wall_median']:.2f}x); "
+        f"restorelab first / cached: {ratios['restorelab_first_over_cached_wall']:.2f}x "
+        f"(medians {ratios['restorelab_first_over_cached_wall_median']:.2f}x); "
+        f"restorelab / cleanvision peak RSS (max): "
         f"{ratios['restorelab_over_cleanvision_peak_rss']:.2f}"
     )
     print(f"restorelab kept/rejected: {report['restorelab_result']}")

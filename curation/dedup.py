@@ -284,8 +284,10 @@ def find_duplicate_groups(
     on a busy two-core machine. With 1.5 % of unrelated pairs within 22 bits and about 2 %
     of those passing the prefilter, 100 000 photos mean some 75 million candidates (about
     2 minutes) and 1.5 million alignments (about 10 minutes); lower the radius to trade
-    recall for time. Fingerprints with equal hash and thumbnail are duplicates outright
-    (flat images of one grey level included).
+    recall for time. Survivors are aligned only while they can still join two groups, so
+    a photo with k copies costs k − 1 alignments rather than k(k − 1)/2 (closest hashes
+    first; the groups are the same). Fingerprints with equal hash and thumbnail are
+    duplicates outright (flat images of one grey level included).
 
     Examples
     --------
@@ -322,43 +324,53 @@ def _confirmed_pairs(
 ) -> np.ndarray:
     """Enough of the confirmed candidate pairs to make the groups.
 
-    Candidates are scored in rounds (64 pairs, then twice as many each round), closest hashes
-    first; a pair whose two images are already joined through pairs confirmed in earlier rounds
-    is not scored, since confirming it could not change any group. The groups are those of
-    scoring every candidate (each pair's score depends on that pair only), at a fraction of the
-    cost when photos have several copies: a group of k copies has k(k − 1)/2 candidate pairs
-    but needs only k − 1 of them.
+    A group of k copies has k(k − 1)/2 candidate pairs but needs only k − 1 confirmed ones,
+    and confirming a pair whose images are already joined changes no group. So candidates
+    are scored in rounds, closest hashes first: each round scores the pairs that would join
+    two groups not yet joined if every pair of the round were confirmed (a spanning forest
+    of the candidates left), then joins the confirmed ones; pairs already joined are dropped.
+    Each pair's score depends on that pair only, so the groups are those of scoring every
+    candidate. When under half of a round is confirmed (candidates are mostly different
+    photos), the rest is scored at once, as rounds would not save work.
     """
     if len(pairs) == 0:
         return pairs
     distance = np.bitwise_count(hashes[pairs[:, 0]] ^ hashes[pairs[:, 1]])
-    pairs = pairs[np.argsort(distance, kind="stable")]
+    remaining = pairs[np.argsort(distance, kind="stable")].tolist()
     parent = list(range(len(fingerprints)))
 
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
+    def root(forest: list[int], i: int) -> int:
+        while forest[i] != i:
+            forest[i] = forest[forest[i]]
+            i = forest[i]
         return i
 
     found: list[np.ndarray] = []
-    size = 64
-    while len(pairs):
-        batch, pairs = pairs[:size], pairs[size:]
-        sims, overlaps = _score_pairs(fingerprints, batch)
-        good = batch[(sims >= min_similarity) & (overlaps >= min_overlap)]
+    optimistic = True
+    while remaining:
+        trial, batch, rest = parent.copy(), [], []
+        for i, j in remaining:
+            if root(parent, i) == root(parent, j):
+                continue  # joined already
+            ti, tj = root(trial, i), root(trial, j)
+            if optimistic and ti == tj:
+                rest.append((i, j))  # joined too if this round's pairs are confirmed
+                continue
+            trial[max(ti, tj)] = min(ti, tj)
+            batch.append((i, j))
+        if not batch:
+            break
+        scored = np.array(batch, dtype=np.int64)
+        sims, overlaps = _score_pairs(fingerprints, scored)
+        good = scored[(sims >= min_similarity) & (overlaps >= min_overlap)]
         found.append(good)
         for i, j in good.tolist():
-            ri, rj = root(i), root(j)
+            ri, rj = root(parent, i), root(parent, j)
             if ri != rj:
                 parent[max(ri, rj)] = min(ri, rj)
-        if len(pairs) and len(good):
-            nodes, local = np.unique(pairs, return_inverse=True)
-            roots = np.array([root(i) for i in nodes.tolist()], dtype=np.int64)
-            ends = roots[local.reshape(pairs.shape)]
-            pairs = pairs[ends[:, 0] != ends[:, 1]]
-        size *= 2
-    return np.concatenate(found)
+        optimistic = 2 * len(good) >= len(batch)
+        remaining = rest
+    return np.concatenate(found) if found else pairs[:0]
 
 
 def score_pairs(fingerprints: Sequence[Fingerprint], pairs) -> list[PairScore]:

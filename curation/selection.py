@@ -213,7 +213,10 @@ def embed(pixels: np.ndarray) -> np.ndarray:
     Notes
     -----
     Invariant to image size (up to resampling); mirror images embed differently (layout and
-    orientations). Measured on one core: 6 ms for a 512-px image, 18 ms for 4096 px.
+    orientations). Measured on one core: 0.6 ms for a 512-px image, 10 ms for 4096 px, most
+    of it the integer-factor shrink of :func:`restorelab.curation.dedup.working_copy`, which
+    the curation pipeline shares with the fingerprint (``embed(working_copy(x))`` equals
+    ``embed(x)``).
     """
     from restorelab.curation.dedup import working_copy
 

@@ -6,8 +6,8 @@ Nothing is computed on a thumbnail: mild defocus (a Gaussian of σ = 1–1.5 px 
 photo) is invisible at 64 px and only shows at full resolution.
 
 Luma is BT.601 Y' (0.299 R + 0.587 G + 0.114 B) rounded to ``uint8``, as OpenCV's and Pillow's
-RGB → grey conversions compute it. On a 4000×3000 photo all signals take about 0.25 s on one
-core (OpenCV with one thread), most of it :func:`sharpness`.
+RGB → grey conversions compute it. On a 4000×3000 photo all signals take about 0.16 s on one
+core (OpenCV with one thread), half of it :func:`sharpness`.
 
 :data:`SIGNAL_DEFAULT_THRESHOLDS` suggests a threshold per signal, each with its rationale and
 the measurement it came from.
