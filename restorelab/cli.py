@@ -180,7 +180,7 @@ def dashboard(run_dir: str, port: int, address: str) -> None:
     default=None,
     help="Analysis cache (default OUT/.cache); re-runs skip analysed images.",
 )
-@click.option("--workers", type=int, default=None, help="Analysis processes (default: cores).")
+@click.option("--workers", type=int, default=None, help="Analysis threads (default: cores).")
 @_friendly
 def curate(
     sources: tuple[str, ...],
