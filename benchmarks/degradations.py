@@ -82,7 +82,18 @@ def main() -> None:
         help="headline ratio from ours with the noise cache emptied before every call",
     )
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument(
+        "--gpu-only", action="store_true", help="only the batched GPU throughput (needs CUDA)"
+    )
     args = parser.parse_args()
+    if args.gpu_only:
+        gpu = gpu_throughput()
+        if gpu is None:
+            raise SystemExit("--gpu-only: CUDA is not available")
+        if args.json:
+            with open(args.json, "w", encoding="utf-8") as handle:
+                json.dump({"gpu": gpu}, handle, indent=2)
+        return
     cv2.setNumThreads(1)
     ic = load_imagecorruptions()
     results = {
@@ -166,16 +177,21 @@ def gpu_throughput() -> dict | None:
     batch = torch.from_numpy(photo(1024).copy()).permute(2, 0, 1).float().div(255)
     batch = batch.unsqueeze(0).repeat(32, 1, 1, 1).cuda()
     out = {}
-    for op in sorted(TORCH_OPS):
-        degrade_batch(batch, op, 3, seeds=list(range(32)))
+    torch.cuda.reset_peak_memory_stats()
+    cases = [(op, 3) for op in sorted(TORCH_OPS)]
+    cases += [("motion_blur", 10), ("glass_blur", 10), ("jpeg_compression", 10)]
+    for op, severity in cases:
+        degrade_batch(batch, op, severity, seeds=list(range(32)))
         torch.cuda.synchronize()
         start = time.perf_counter()
         for _ in range(5):
-            degrade_batch(batch, op, 3, seeds=list(range(32)))
+            degrade_batch(batch, op, severity, seeds=list(range(32)))
         torch.cuda.synchronize()
         rate = 5 * 32 / (time.perf_counter() - start)
-        out[op] = rate
-        print(f"GPU 1024² batch 32 {op:<17} {rate:8.0f} images/s", flush=True)
+        out[f"{op}:{severity}"] = rate
+        print(f"GPU 1024² batch 32 {op:<17} s{severity:<2} {rate:8.0f} images/s", flush=True)
+    peak = torch.cuda.max_memory_allocated() / 2**30
+    print(f"peak GPU memory {peak:.1f} GiB ({torch.cuda.get_device_name()})", flush=True)
     return out
 
 
