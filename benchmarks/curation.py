@@ -103,9 +103,7 @@ def source_photos(photos: Path | None) -> list[Path]:
                 "or pass --photos DIR"
             )
         return found
-    return sorted(
-        p for p in photos.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_ENDINGS
-    )
+    return sorted(p for p in photos.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_ENDINGS)
 
 
 def _crop(image, shares):
@@ -185,15 +183,28 @@ def measure(cmd: list[str], *, env: dict | None = None, log: Path | None = None)
 
 
 def cleanvision_cmd(folder: Path) -> list[str]:
-    return [os.fspath(sys.executable), os.fspath(Path(__file__)), "--run", "cleanvision",
-            os.fspath(folder)]
+    return [
+        os.fspath(sys.executable),
+        os.fspath(Path(__file__)),
+        "--run",
+        "cleanvision",
+        os.fspath(folder),
+    ]
 
 
 def restorelab_cmd(folder: Path, out: Path, workers: int) -> list[str]:
     script = Path(sys.executable).with_name("restorelab")
     head = [os.fspath(script)] if script.exists() else [sys.executable, "-m", "restorelab.cli"]
-    return [*head, "curate", os.fspath(folder), "--out", os.fspath(out), "--all",
-            "--workers", str(workers)]
+    return [
+        *head,
+        "curate",
+        os.fspath(folder),
+        "--out",
+        os.fspath(out),
+        "--all",
+        "--workers",
+        str(workers),
+    ]
 
 
 def _run_cleanvision(folder: str) -> None:
@@ -245,8 +256,7 @@ def main() -> None:
     shutil.rmtree(folder, ignore_errors=True)
     size = build_folder(source_photos(args.photos), args.copies, folder)
     print(
-        f"folder: {size['images']} images, {size['megapixels']} MP, {size['mb']} MB "
-        f"({folder})",
+        f"folder: {size['images']} images, {size['megapixels']} MP, {size['mb']} MB ({folder})",
         flush=True,
     )
     log = work / "tools.log"

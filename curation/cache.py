@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 #: Bump when the analysis changes in a way that makes old entries wrong.
-ANALYSIS_VERSION = 1
+ANALYSIS_VERSION = 2  # 2: XXH3-128 pixel hashes; embeddings from the working copy
 
 
 class AnalysisCache:
@@ -26,6 +26,11 @@ class AnalysisCache:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.blob_dir = self.folder / "blobs"
         self._db = sqlite3.connect(self.folder / "analysis.sqlite")
+        # Write-ahead log, synced at checkpoints: a commit survives the process being killed
+        # at any moment (not a power cut between checkpoints) and costs ~0.1 ms instead of
+        # the ~1.4 ms of the default rollback journal's fsyncs.
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS analysis (sha TEXT PRIMARY KEY, version INTEGER, "
             "record BLOB)"

@@ -42,8 +42,10 @@ from restorelab.imageio import (
     ImageReadError,
     decode_image,
     decode_image_info,
+    pixel_hash,
     write_image,
 )
+from restorelab.memory import keep_freed_memory
 from restorelab.results import write_json_atomic
 
 REJECTED_FILE = "rejected.csv"
@@ -202,14 +204,6 @@ def _decode_plain_jpeg(data: bytes, max_pixels: int) -> DecodedImage | None:
     return DecodedImage(pixels=pixels, format="JPEG", mode="RGB", orientation=1)
 
 
-def _pixel_hash(pixels: np.ndarray) -> str:
-    """:func:`~restorelab.imageio.pixel_hash` without copying the pixels to ``bytes``."""
-    digest = hashlib.sha256()
-    digest.update(np.asarray(pixels.shape, dtype=np.int64).tobytes())
-    digest.update(memoryview(np.ascontiguousarray(pixels)).cast("B"))
-    return digest.hexdigest()
-
-
 #: Held around Pillow decodes: ``decode_image_info`` sets process-wide state for the time of
 #: a decode (Pillow's pixel limit, the warnings filters), which threads must not interleave.
 _PILLOW_LOCK = threading.Lock()
@@ -243,7 +237,7 @@ def analyse(data: bytes, source: str, max_pixels: int, want_faces: bool) -> dict
     return {
         "error": None,
         "signals": compute_signals(decoded, data),
-        "pixel_hash": _pixel_hash(pixels),
+        "pixel_hash": pixel_hash(pixels),
         "fingerprint": fingerprint(small),
         "embedding": embed(small),
         "faces": faces,
@@ -342,8 +336,6 @@ def _analysed(
                         cv2.setNumThreads(1)
                         # imported here rather than by a thread, where importing would hold
                         # the GIL against the other analysis threads
-                        import scipy.fft  # noqa: F401  (the fingerprints' DCT)
-
                         import restorelab.curation.dedup
                         import restorelab.curation.selection  # noqa: F401
                     future = pool.submit(
@@ -534,9 +526,11 @@ def curate(
     """Curate images from ``sources`` into a Hugging Face imagefolder at ``out``.
 
     Writes ``out/images/``, ``out/metadata.jsonl`` (``file_name``, ``text``, ``source``,
-    ``sha256``, ``category`` and the signals), ``out/rejected.csv`` (``source``, ``reason``
-    and the signals), the dataset card ``out/README.md``, ``out/curation.json`` (config,
-    counts, timings) and, if configured, Parquet shards. ``out`` is rewritten except for its
+    ``sha256`` of the source file's bytes, ``pixel_hash`` of the decoded pixels
+    (:func:`~restorelab.imageio.pixel_hash`), ``category`` and the signals),
+    ``out/rejected.csv`` (``source``, ``reason`` and the signals), the dataset card
+    ``out/README.md``, ``out/curation.json`` (config, counts, timings) and, if configured,
+    Parquet shards. ``out`` is rewritten except for its
     cache. ``captioner`` (a :class:`~restorelab.curation.captioner.Captioner`) captions
     images that have no caption from their source.
     """
@@ -548,7 +542,8 @@ def curate(
     (out / IMAGES_DIR).mkdir(parents=True, exist_ok=True)
     cache = AnalysisCache(Path(cache_dir) if cache_dir else out / CACHE_DIR)
     try:
-        records = list(_analysed(iter_sources(list(sources)), cache, config, progress))
+        with keep_freed_memory():
+            records = list(_analysed(iter_sources(list(sources)), cache, config, progress))
         result = CurationResult(out_dir=out)
         result.cache_hits = sum(1 for r in records if r.metadata.pop("_cache_hit", False))
         # Duplicates first, among every decodable image, so that each group is reported as
@@ -591,7 +586,8 @@ def curate(
                             "file_name": file_name,
                             "text": record.caption,
                             "source": record.source,
-                            "sha256": record.analysis["pixel_hash"],
+                            "sha256": record.sha,
+                            "pixel_hash": record.analysis["pixel_hash"],
                             "category": _category(record, config),
                             **_signal_columns(record),
                         }

@@ -7,7 +7,6 @@ and 16-bit inputs included), so downstream code never sees another layout. Failu
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import warnings
@@ -200,10 +199,19 @@ def check_image(image: np.ndarray, *, name: str = "image") -> np.ndarray:
 
 
 def pixel_hash(image: np.ndarray) -> str:
-    """SHA-256 of the decoded pixels and shape: equal for the same picture in any file format."""
-    digest = hashlib.sha256()
-    digest.update(np.asarray(image.shape, dtype=np.int64).tobytes())
-    digest.update(np.ascontiguousarray(image).tobytes())
+    """Hash of the decoded pixels, shape and dtype: equal for the same picture in any format.
+
+    XXH3-128 (32 hex digits), an identity check for exact duplicates, not a cryptographic
+    hash: about 30 GB/s against 1.7 GB/s for SHA-256 (a 12-MP photo in 1.2 ms), and it
+    releases the GIL. The pixels are hashed in place (no copy unless they are not
+    contiguous).
+    """
+    import xxhash
+
+    image = np.ascontiguousarray(image)
+    digest = xxhash.xxh3_128()
+    digest.update(f"{image.dtype.str}{image.shape}".encode())
+    digest.update(memoryview(image).cast("B"))
     return digest.hexdigest()
 
 

@@ -5,6 +5,7 @@ selection, the cache, the exported imagefolder and its dataset card."""
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 from pathlib import Path
@@ -17,7 +18,7 @@ from test_captioner import tiny_blip  # noqa: F401  (fixture)
 
 from restorelab.config import ConfigError
 from restorelab.curation import CurationConfig, curate, iter_sources
-from restorelab.imageio import read_image
+from restorelab.imageio import pixel_hash, read_image
 
 #: Filters for these ~0.2-0.4 MP test photos: SDXL's 1024 px would reject them all.
 SMALL = {"min_side": 200}
@@ -274,6 +275,9 @@ def test_plain_files_are_copied_byte_for_byte(tmp_path: Path) -> None:
     row = _kept(out)["astro.jpg"]
     assert row["file_name"].endswith(".jpg")
     assert (out / row["file_name"]).read_bytes() == (src / "astro.jpg").read_bytes()
+    # provenance: the source file's SHA-256 and the decoded pixels' hash
+    assert row["sha256"] == hashlib.sha256((src / "astro.jpg").read_bytes()).hexdigest()
+    assert row["pixel_hash"] == pixel_hash(read_image(src / "astro.jpg"))
 
 
 def test_in_memory_sources_export(tmp_path: Path) -> None:

@@ -116,3 +116,12 @@ def test_iter_image_files_is_recursive_sorted_and_skips_hidden(tmp_path: Path) -
 def test_thumbnail_keeps_aspect(astronaut: np.ndarray) -> None:
     thumb = thumbnail(astronaut[:, :64], max_side=32)
     assert thumb.shape == (32, 16, 3)
+
+
+def test_pixel_hash_tells_shape_and_dtype_apart(astronaut: np.ndarray) -> None:
+    flat = np.ascontiguousarray(astronaut).reshape(-1)
+    assert pixel_hash(astronaut) == pixel_hash(astronaut.copy())
+    assert pixel_hash(astronaut) != pixel_hash(flat.reshape(64, 256, 3))
+    assert pixel_hash(astronaut) != pixel_hash(astronaut.view(np.int8))
+    assert pixel_hash(astronaut[:, ::-1]) == pixel_hash(np.ascontiguousarray(astronaut[:, ::-1]))
+    assert len(pixel_hash(astronaut)) == 32
