@@ -75,23 +75,36 @@ def _torch_checkpoint(filename: str) -> Callable[[], Path | None]:
     return locate
 
 
-def _lpips_linear(net: str) -> Callable[[], Path | None]:
+def _torch_hub_file(*parts: str) -> Callable[[], Path | None]:
     def locate() -> Path | None:
-        import importlib.util
-
-        spec = importlib.util.find_spec("lpips")
-        if spec is None or not spec.submodule_search_locations:
-            return None
-        path = Path(next(iter(spec.submodule_search_locations))) / "weights" / "v0.1" / f"{net}.pth"
+        path = torch_home().joinpath("hub", *parts)
         return path if path.is_file() else None
 
     return locate
 
 
-def _torch_hub_file(*parts: str) -> Callable[[], Path | None]:
+def _package_file(package: str, *parts: str) -> Callable[[], Path | None]:
+    """A data file shipped inside an installed (not necessarily imported) package."""
+
     def locate() -> Path | None:
-        path = torch_home().joinpath("hub", *parts)
+        import importlib.util
+
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            return None
+        path = Path(next(iter(spec.submodule_search_locations))).joinpath(*parts)
         return path if path.is_file() else None
+
+    return locate
+
+
+def _first_found(*locators: Callable[[], Path | None]) -> Callable[[], Path | None]:
+    def locate() -> Path | None:
+        for locator in locators:
+            path = locator()
+            if path is not None:
+                return path
+        return None
 
     return locate
 
@@ -146,7 +159,7 @@ WEIGHTS: dict[str, WeightSpec] = {
             key="lpips-alex-linear",
             description="LPIPS v0.1 linear calibration layers for alex (ship with lpips)",
             expected="<site-packages>/lpips/weights/v0.1/alex.pth",
-            locate=_lpips_linear("alex"),
+            locate=_package_file("lpips", "weights", "v0.1", "alex.pth"),
             how_to_get="pip install lpips (the file ships inside the package)",
             needed_for="the lpips metric",
         ),
@@ -154,9 +167,32 @@ WEIGHTS: dict[str, WeightSpec] = {
             key="lpips-vgg-linear",
             description="LPIPS v0.1 linear calibration layers for vgg (ship with lpips)",
             expected="<site-packages>/lpips/weights/v0.1/vgg.pth",
-            locate=_lpips_linear("vgg"),
+            locate=_package_file("lpips", "weights", "v0.1", "vgg.pth"),
             how_to_get="pip install lpips (the file ships inside the package)",
             needed_for="the lpips metric (net=vgg)",
+        ),
+        WeightSpec(
+            key="dists-vgg-backbone",
+            description="VGG-16 ImageNet weights (DISTS backbone)",
+            expected="$TORCH_HOME/hub/checkpoints/vgg16-397923af.pth",
+            locate=_torch_checkpoint("vgg16-397923af.pth"),
+            how_to_get=_TORCHVISION_RECIPE.format(fn="vgg16", file="vgg16-397923af.pth"),
+            needed_for="the dists metric",
+        ),
+        WeightSpec(
+            key="dists-alpha-beta",
+            description="DISTS structure/texture weights alpha and beta (Ding et al. 2020)",
+            expected="$TORCH_HOME/hub/pyiqa/DISTS_weights-f5e65c96.pth (pyiqa's copy), or "
+            "DISTS_pytorch/weights.pt inside the DISTS-pytorch package",
+            locate=_first_found(
+                _torch_hub_file("pyiqa", "DISTS_weights-f5e65c96.pth"),
+                _package_file("DISTS_pytorch", "weights.pt"),
+            ),
+            how_to_get="`pip install DISTS-pytorch` (the file ships inside the package), or "
+            + _PYIQA_RECIPE.format(
+                metric="dists", folder="pyiqa", file="DISTS_weights-f5e65c96.pth"
+            ),
+            needed_for="the dists metric",
         ),
         WeightSpec(
             key="pyiqa-niqe",

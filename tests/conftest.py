@@ -43,3 +43,19 @@ def tiny_grid_file(tmp_path: Path) -> Path:
         encoding="utf-8",
     )
     return path
+
+
+@pytest.fixture
+def fake_alexnet_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A ``$TORCH_HOME`` with a random AlexNet saved as torchvision's checkpoint file."""
+    torch = pytest.importorskip("torch")
+    torchvision = pytest.importorskip("torchvision")
+    torch.manual_seed(0)
+    checkpoints = tmp_path / "hub" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    torch.save(
+        torchvision.models.alexnet(weights=None).state_dict(),
+        checkpoints / "alexnet-owt-7be5be79.pth",
+    )
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    return tmp_path

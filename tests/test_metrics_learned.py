@@ -20,22 +20,6 @@ from restorelab.degradations import degrade
 from restorelab.weights import MissingWeightsError
 
 
-@pytest.fixture
-def fake_alexnet_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A ``$TORCH_HOME`` with a random AlexNet saved as torchvision's checkpoint file."""
-    torch = pytest.importorskip("torch")
-    torchvision = pytest.importorskip("torchvision")
-    torch.manual_seed(0)
-    checkpoints = tmp_path / "hub" / "checkpoints"
-    checkpoints.mkdir(parents=True)
-    torch.save(
-        torchvision.models.alexnet(weights=None).state_dict(),
-        checkpoints / "alexnet-owt-7be5be79.pth",
-    )
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    return tmp_path
-
-
 def _noisy(image: np.ndarray, sigma: float, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return np.clip(image + rng.normal(0.0, sigma, image.shape), 0, 255).astype(np.uint8)

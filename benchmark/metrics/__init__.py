@@ -1,6 +1,7 @@
 """Image-quality metrics behind one registry: ``create_metric(name, **options)``."""
 
 from restorelab.benchmark.metrics import (  # noqa: F401  (register the metrics)
+    dists,
     fidelity,
     learned,
     no_reference,

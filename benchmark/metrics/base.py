@@ -4,6 +4,10 @@ A metric entry is a pure function ``fn(reference, distorted, **options) -> float
 ``uint8`` (H, W, 3) arrays plus metadata: ``higher_is_better``, a value range and a one-line
 ``convention`` that is stored beside every score so that numbers stay comparable.
 
+A metric may also name a batched torch implementation (``batch="module:function"``, imported
+on first use): :meth:`Metric.batch` scores whole (B, 3, H, W) tensors on any device, with the
+same convention and values equal to the per-image path up to float rounding.
+
 No-reference metrics (``no_reference=True``) ignore the reference argument (it may be None).
 Metrics whose model or optional package may be absent register a ``check`` hook; it runs when
 the metric is created, so a missing package or weight file is reported before any work starts.
@@ -36,6 +40,7 @@ class MetricSpec:
     no_reference: bool = False
     same_shape: bool = True
     check: Callable[[dict], None] | None = None
+    batch: str | None = None
 
     @property
     def lower_better(self) -> bool:
@@ -56,6 +61,7 @@ def register_metric(
     no_reference: bool = False,
     same_shape: bool = True,
     check: Callable[[dict], None] | None = None,
+    batch: str | None = None,
     **default_options: Any,
 ) -> Callable[[MetricFn], MetricFn]:
     """Register ``fn(reference, distorted, **options) -> float`` as metric ``name``.
@@ -69,6 +75,9 @@ def register_metric(
     check : callable, optional
         ``check(options)`` raises when the metric cannot run here (missing package or weights);
         called by :func:`create_metric`, so it must be cheap and must not load models.
+    batch : str, optional
+        ``"module:function"`` of a batched torch version, ``function(reference, distorted,
+        **options) -> Tensor (B,)`` on float (B, 3, H, W) batches in [0, 1].
     """
 
     def decorator(fn: MetricFn) -> MetricFn:
@@ -82,6 +91,7 @@ def register_metric(
             no_reference=no_reference,
             same_shape=same_shape,
             check=check,
+            batch=batch,
         )
         METRICS.add(name, spec, aliases=aliases)
         return fn
@@ -127,8 +137,56 @@ class Metric:
             )
         return float(self.spec.fn(reference, distorted, **self.options))
 
+    @property
+    def has_batch(self) -> bool:
+        """Whether :meth:`batch` is available (a torch implementation is registered)."""
+        return self.spec.batch is not None
+
+    def batch(self, reference: Any, distorted: Any) -> Any:
+        """Score whole batches: (B, 3, H, W) torch tensors → (B,) float64 tensor.
+
+        Tensors are ``uint8`` (0-255, as the per-image path) or floating point in [0, 1], on
+        any device (the computation runs there). Raises ``NotImplementedError`` for metrics
+        without a torch implementation (see :attr:`has_batch`).
+        """
+        import importlib
+
+        import torch
+
+        if self.spec.batch is None:
+            raise NotImplementedError(f"metric {self.name!r} has no batched implementation")
+        distorted = _unit_batch(distorted, "distorted")
+        if self.spec.no_reference:
+            reference = None
+        else:
+            reference = _unit_batch(reference, "reference")
+            if reference.shape != distorted.shape:
+                raise ValueError(
+                    f"{self.name}: reference {tuple(reference.shape)} and distorted "
+                    f"{tuple(distorted.shape)} must have the same shape"
+                )
+        module, _, function = self.spec.batch.partition(":")
+        fn = getattr(importlib.import_module(module), function)
+        with torch.inference_mode():
+            return fn(reference, distorted, **self.options).double()
+
     def __repr__(self) -> str:
         return f"Metric({self.name!r}, {self.options})"
+
+
+def _unit_batch(batch: Any, name: str) -> Any:
+    """A (B, 3, H, W) tensor as float in [0, 1] (``uint8`` divided by 255, floats as given)."""
+    import torch
+
+    if not isinstance(batch, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor (B, 3, H, W), got {type(batch).__name__}")
+    if batch.ndim != 4 or batch.shape[1] != 3:
+        raise ValueError(f"{name} must have shape (B, 3, H, W), got {tuple(batch.shape)}")
+    if batch.dtype == torch.uint8:
+        return batch.double() / 255.0
+    if not batch.is_floating_point():
+        raise ValueError(f"{name} must be uint8 or floating point, got {batch.dtype}")
+    return batch
 
 
 def create_metric(name: str, **options: Any) -> Metric:

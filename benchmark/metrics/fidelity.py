@@ -127,6 +127,7 @@ def _ssim(reference: np.ndarray, distorted: np.ndarray) -> float:
 
 @register_metric(
     "psnr",
+    batch="restorelab.benchmark.metrics.batched:psnr_batch",
     higher_is_better=True,
     convention="PSNR on RGB, data_range=255, MSE over all pixels and channels",
     value_range=(0.0, float("inf")),
@@ -139,6 +140,7 @@ def psnr(reference: np.ndarray, distorted: np.ndarray, *, crop_border: int = 0) 
 
 @register_metric(
     "psnr_y",
+    batch="restorelab.benchmark.metrics.batched:psnr_y_batch",
     higher_is_better=True,
     convention="PSNR on BT.601 limited-range Y (16-235, unrounded), data_range=255",
     value_range=(0.0, float("inf")),
@@ -151,6 +153,7 @@ def psnr_y(reference: np.ndarray, distorted: np.ndarray, *, crop_border: int = 0
 
 @register_metric(
     "ssim",
+    batch="restorelab.benchmark.metrics.batched:ssim_batch",
     higher_is_better=True,
     convention="SSIM on RGB (mean of channels), 11x11 Gaussian sigma=1.5, K=(.01,.03), "
     "data_range=255, valid region",
@@ -164,6 +167,7 @@ def ssim(reference: np.ndarray, distorted: np.ndarray, *, crop_border: int = 0) 
 
 @register_metric(
     "ssim_y",
+    batch="restorelab.benchmark.metrics.batched:ssim_y_batch",
     higher_is_better=True,
     convention="SSIM on BT.601 limited-range Y (unrounded), 11x11 Gaussian sigma=1.5, "
     "K=(.01,.03), data_range=255, valid region",

@@ -117,15 +117,41 @@ def _lpips_model(net: str, device: str, weights_dir: str | None) -> Any:
         return model
 
 
-def _to_lpips_tensor(image: np.ndarray, device: str) -> Any:
+def image_tensor(image: np.ndarray, device: str) -> Any:
+    """RGB ``uint8`` (H, W, 3) → float32 (1, 3, H, W) in [0, 1] on ``device``."""
     import torch
 
-    tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None]
-    return (tensor.to(device=device, dtype=torch.float32) / 127.5 - 1.0).contiguous()
+    array = np.ascontiguousarray(image)
+    if not array.flags.writeable:  # torch.from_numpy warns on read-only arrays
+        array = array.copy()
+    return (
+        torch.from_numpy(array).permute(2, 0, 1)[None].to(device=device, dtype=torch.float32) / 255
+    )
+
+
+def lpips_batch(
+    reference: Any,
+    distorted: Any,
+    *,
+    net: str = "alex",
+    device: str = "auto",
+    weights_dir: str | None = None,
+    crop_border: int = 0,
+) -> Any:
+    """LPIPS of two (B, 3, H, W) float batches in [0, 1] on their device; (B,) tensor.
+
+    The model runs on the batches' device (``device`` is ignored here).
+    """
+    if crop_border:
+        reference = reference[..., crop_border:-crop_border, crop_border:-crop_border]
+        distorted = distorted[..., crop_border:-crop_border, crop_border:-crop_border]
+    model = _lpips_model(net, str(reference.device), weights_dir)
+    return model(reference.float() * 2.0 - 1.0, distorted.float() * 2.0 - 1.0).reshape(-1)
 
 
 @register_metric(
     "lpips",
+    batch="restorelab.benchmark.metrics.learned:lpips_batch",
     higher_is_better=False,
     convention="LPIPS v0.1 (lpips package), ImageNet backbone, RGB uint8 mapped to [-1, 1], "
     "spatial mean",
@@ -177,8 +203,8 @@ def lpips_distance(
     model = _lpips_model(net, device, weights_dir)
     with torch.inference_mode():
         value = model(
-            _to_lpips_tensor(_crop(reference, crop_border), device),
-            _to_lpips_tensor(_crop(distorted, crop_border), device),
+            image_tensor(_crop(reference, crop_border), device) * 2.0 - 1.0,
+            image_tensor(_crop(distorted, crop_border), device) * 2.0 - 1.0,
         )
     return float(value.reshape(-1)[0].item())
 
