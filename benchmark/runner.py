@@ -13,6 +13,7 @@ import functools
 import json
 import math
 import os
+import platform
 import re
 import resource
 import time
@@ -32,7 +33,11 @@ from restorelab.degradations import degrade_with_params
 from restorelab.environment import hardware_info, package_versions
 from restorelab.imageio import iter_image_files, read_image
 from restorelab.parallel import process_pool
-from restorelab.results import RUN_FILE, ResultsStore, read_run_info, write_json_atomic
+from restorelab.results import (
+    RUN_FILE,
+    ResultsStore,
+    update_json_locked,
+)
 
 DEFAULT_METRICS = ("psnr", "ssim")
 #: Long side of the JPEG thumbnails written with ``save_images=True``.
@@ -429,40 +434,46 @@ def _write_run_info(
     shard: tuple[int, int],
     extra: dict | None = None,
 ) -> None:
-    info = read_run_info(run_dir)
-    known = {r["config_hash"]: r for r in info.get("restorers", [])}
-    for restorer in restorers:
-        known[restorer.config_hash] = {
-            "label": restorer.label,
-            "config_hash": restorer.config_hash,
-            "config": restorer.config,
+    metrics = {
+        name: {
+            "convention": create_metric(name).convention,
+            "higher_is_better": create_metric(name).higher_is_better,
         }
-    info.update(
-        {
-            "format": "restorelab-run/1",
-            **({"corpus": str(corpus.resolve())} if corpus is not None else {}),
-            **({"grid": grid.to_dict()} if grid is not None else {}),
-            **(extra or {}),
-            "restorers": list(known.values()),
-            "metrics": {
-                name: {
-                    "convention": create_metric(name).convention,
-                    "higher_is_better": create_metric(name).higher_is_better,
-                }
-                for name in metric_names
-            },
-            "packages": package_versions(),
-            "hardware": hardware_info(),
-        }
-    )
-    info.setdefault("invocations", []).append(
-        {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "shard": f"{shard[0]}/{shard[1]}",
-            "pid": os.getpid(),
-        }
-    )
-    write_json_atomic(run_dir / RUN_FILE, info)
+        for name in metric_names
+    }
+    invocation = {
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "shard": f"{shard[0]}/{shard[1]}",
+        "pid": os.getpid(),
+        "host": platform.node(),
+    }
+    packages, hardware = package_versions(), hardware_info()
+
+    def update(info: dict) -> dict:
+        known = {r["config_hash"]: r for r in info.get("restorers", [])}
+        for restorer in restorers:
+            known[restorer.config_hash] = {
+                "label": restorer.label,
+                "config_hash": restorer.config_hash,
+                "config": restorer.config,
+            }
+        info.update(
+            {
+                "format": "restorelab-run/1",
+                **({"corpus": str(corpus.resolve())} if corpus is not None else {}),
+                **({"grid": grid.to_dict()} if grid is not None else {}),
+                **(extra or {}),
+                "restorers": list(known.values()),
+                "metrics": {**info.get("metrics", {}), **metrics},
+                "packages": packages,
+                "hardware": hardware,
+            }
+        )
+        info.setdefault("invocations", []).append(invocation)
+        return info
+
+    # every rank of a sharded run updates the same file: under a lock, so none is lost
+    update_json_locked(run_dir / RUN_FILE, update)
 
 
 def run_benchmark(

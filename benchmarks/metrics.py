@@ -9,6 +9,14 @@ pyiqa (if importable; ``psnr``/``psnry``/``ssimc``/``ssim``, i.e. ``test_y_chann
 its own conventions (float32 torch, inputs in [0, 1]), so its values differ slightly.
 
     .venv/bin/python benchmarks/metrics.py [--repeat 5] [--size 1024] [--json FILE]
+
+``--throughput cuda`` instead measures batched pairs per second of psnr + ssim (RGB) + lpips
+(alex) through ``Metric.batch`` on that device (goal ≥ 500 pairs/s at 1024² on a GPU): float64
+and float32 fidelity, batches of ``--batch`` pairs. Without LPIPS weights on the machine a
+randomly initialised AlexNet stands in (same architecture, so the same time; values
+meaningless), and the output says so.
+
+    .venv/bin/python benchmarks/metrics.py --throughput cuda [--size 1024] [--batch 16]
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ import json  # noqa: E402
 import platform  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
@@ -112,12 +121,89 @@ def time_call(fn: Callable, a: np.ndarray, b: np.ndarray, repeat: int) -> tuple[
     return float(value), float(np.median(times))
 
 
+def _lpips_metric(device: str) -> tuple:
+    """(lpips Metric, note): the real backbone when present, else a random AlexNet."""
+    import tempfile
+
+    import torch
+    import torchvision
+
+    from restorelab.weights import MissingWeightsError
+
+    try:
+        return create_metric("lpips", device=device), "ImageNet AlexNet"
+    except MissingWeightsError:
+        folder = Path(tempfile.mkdtemp()) / "hub" / "checkpoints"
+        folder.mkdir(parents=True)
+        weights = torchvision.models.alexnet(weights=None).state_dict()
+        torch.save(weights, folder / "alexnet-owt-7be5be79.pth")
+        metric = create_metric("lpips", device=device, weights_dir=str(folder))
+        return metric, "random AlexNet (no weights here): timing only"
+
+
+def throughput(device: str, size: int, batch: int, repeat: int) -> dict:
+    """Pairs/s of psnr + ssim + lpips through ``Metric.batch`` on ``device``."""
+    import torch
+
+    from restorelab.benchmark.metrics import batched
+
+    clean, distorted = make_pair(size)
+    to_batch = lambda image: (  # noqa: E731
+        torch.from_numpy(image.copy()).permute(2, 0, 1)[None].repeat(batch, 1, 1, 1).to(device)
+    )
+    ref, dist = to_batch(clean), to_batch(distorted)
+    lpips, note = _lpips_metric(device)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    unit_ref, unit_dist = ref.double() / 255, dist.double() / 255
+    cases = {
+        "psnr+ssim float64": lambda: (
+            batched.psnr_batch(unit_ref, unit_dist),
+            batched.ssim_batch(unit_ref, unit_dist),
+        ),
+        "psnr+ssim float32": lambda: (
+            batched.psnr_batch(unit_ref, unit_dist, dtype=torch.float32),
+            batched.ssim_batch(unit_ref, unit_dist, dtype=torch.float32),
+        ),
+        "lpips alex": lambda: lpips.batch(ref, dist),
+        "psnr+ssim float64 + lpips": lambda: (
+            create_metric("psnr").batch(ref, dist),
+            create_metric("ssim").batch(ref, dist),
+            lpips.batch(ref, dist),
+        ),
+    }
+    name = torch.cuda.get_device_name() if device.startswith("cuda") else platform.machine()
+    print(f"{name}: {size}² pairs, batches of {batch}; lpips: {note}")
+    out = {"device": name, "size": size, "batch": batch, "lpips": note, "pairs_per_s": {}}
+    with torch.inference_mode():
+        for label, fn in cases.items():
+            fn()
+            sync()
+            start = time.perf_counter()
+            for _ in range(repeat):
+                fn()
+            sync()
+            rate = repeat * batch / (time.perf_counter() - start)
+            out["pairs_per_s"][label] = rate
+            print(f"{label:<28} {rate:10.1f} pairs/s", flush=True)
+    if device.startswith("cuda"):
+        print(f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--json", default=None, help="Also write the results to this file.")
+    parser.add_argument("--throughput", metavar="DEVICE", default=None)
+    parser.add_argument("--batch", type=int, default=16)
     args = parser.parse_args()
+    if args.throughput:
+        result = throughput(args.throughput, args.size, args.batch, args.repeat)
+        if args.json:
+            with open(args.json, "w") as handle:
+                json.dump(result, handle, indent=2)
+        return
 
     clean, distorted = make_pair(args.size)
     print(f"{platform.processor() or platform.machine()}, one thread, {args.size}² pair")

@@ -7,11 +7,13 @@ moment leaves only whole parts. Reading concatenates the parts and keeps one row
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
 import time
 import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -165,6 +167,43 @@ def write_json_atomic(path: str | os.PathLike, data: dict) -> Path:
     tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
     os.replace(tmp, path)
     return path
+
+
+@contextlib.contextmanager
+def file_lock(path: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive POSIX lock on ``path`` (created if needed) for the ``with`` block.
+
+    ``fcntl.lockf`` locks, which NFS also honours (through its lock manager), so ranks on
+    several machines sharing a run folder serialise too. Where ``fcntl`` does not exist
+    (Windows) the block runs unlocked.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as handle:
+        fcntl.lockf(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.lockf(handle, fcntl.LOCK_UN)
+
+
+def update_json_locked(path: str | os.PathLike, update: Callable[[dict], dict]) -> dict:
+    """Read-modify-write a JSON file under :func:`file_lock`: ``data = update(old or {})``.
+
+    Concurrent writers (the ranks of one run) each see the others' changes: none is lost, as
+    it would be with a plain read, modify and atomic replace in each process.
+    """
+    path = Path(path)
+    with file_lock(path.with_name(f".{path.name}.lock")):
+        old = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        data = update(old)
+        write_json_atomic(path, data)
+    return data
 
 
 def read_run_info(run_dir: str | os.PathLike) -> dict:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,10 +19,12 @@ import pytest
 from PIL import Image
 
 from restorelab.benchmark import Restorer, run_benchmark
+from restorelab.benchmark.metrics import create_metric
 from restorelab.benchmark.runner import env_shard, parse_shard, safe_name
 from restorelab.config import Grid, load_grid
+from restorelab.degradations import degrade
 from restorelab.imageio import read_image
-from restorelab.results import KEY_COLUMNS, ResultsStore, load_results
+from restorelab.results import KEY_COLUMNS, ResultsStore, load_results, read_run_info
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -336,3 +339,110 @@ def test_torchrun_two_ranks_write_one_consistent_run(
     raw = ResultsStore(run).read_parts()
     assert len(raw) == 12 and not raw.duplicated(list(KEY_COLUMNS)).any()
     assert raw["image_id"].nunique() == 3
+    shards = sorted(i["shard"] for i in read_run_info(run)["invocations"])
+    assert shards == ["0/2", "1/2"]  # both ranks recorded in run.json, neither lost
+
+
+UPDATE = textwrap.dedent(
+    """
+    import sys
+    from restorelab.results import update_json_locked
+
+    path, rank = sys.argv[1], sys.argv[2]
+    for i in range(40):
+        update_json_locked(path, lambda d: {**d, "n": d.get("n", 0) + 1,
+                                            "seen": d.get("seen", []) + [f"{rank}-{i}"]})
+    """
+)
+
+
+def test_concurrent_run_info_updates_lose_nothing(tmp_path: Path) -> None:
+    """Four processes each append 40 times to one JSON file: all 160 updates survive."""
+    script = tmp_path / "update.py"
+    script.write_text(UPDATE, encoding="utf-8")
+    target = tmp_path / "run" / "run.json"
+    procs = [
+        subprocess.Popen([sys.executable, str(script), str(target), str(rank)], cwd=REPO)
+        for rank in range(4)
+    ]
+    assert all(proc.wait(timeout=120) == 0 for proc in procs)
+    data = json.loads(target.read_text(encoding="utf-8"))
+    assert data["n"] == 160 and len(set(data["seen"])) == 160
+
+
+def test_accelerate_launch_shards_the_cli(
+    photo_folder: Path, tiny_grid_file: Path, tmp_path: Path
+) -> None:
+    """``accelerate launch --multi_gpu --num_processes 2 -m restorelab.cli bench ...`` (run
+    here without GPUs, as accelerate allows) gives each rank its shard through RANK /
+    WORLD_SIZE: one consistent run, every cell once."""
+    if shutil.which("accelerate", path=str(Path(sys.executable).parent)) is None:
+        pytest.skip("accelerate is not installed in this environment")
+    run = tmp_path / "run"
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE")}
+    proc = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "accelerate"), "launch", "--multi_gpu",
+            "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+            "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
+            "-m", "restorelab.cli", "bench", "--corpus", str(photo_folder),
+            "--grid", str(tiny_grid_file), "--restorer", "identity", "--out", str(run),
+        ],
+        cwd=REPO, env={**env, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"},
+        capture_output=True, text=True, timeout=180, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    raw = ResultsStore(run).read_parts()
+    assert len(raw) == 12 and not raw.duplicated(list(KEY_COLUMNS)).any()
+    shards = sorted(i["shard"] for i in read_run_info(run)["invocations"])
+    assert shards == ["0/2", "1/2"]
+
+
+@pytest.mark.parametrize(
+    ("lq_size", "gt_size", "factor"),
+    [
+        ((40, 30), (40, 30), 1),  # same size: denoising / deblurring pairs
+        ((50, 49), (101, 99), 2),  # odd GT: one spare row and column, cropped away
+        ((33, 21), (101, 65), 3),  # ×3 with two spare rows and columns
+        ((25, 25), (100, 100), 4),
+    ],
+)
+def test_pair_scale_factors(lq_size: tuple, gt_size: tuple, factor: int) -> None:
+    from restorelab.benchmark.runner import _scale_factor
+
+    lq, gt = np.zeros((*lq_size, 3), np.uint8), np.zeros((*gt_size, 3), np.uint8)
+    assert _scale_factor(lq, gt) == factor
+
+
+@pytest.mark.parametrize(
+    ("lq_size", "gt_size"),
+    [((40, 30), (80, 30)), ((50, 50), (103, 100)), ((60, 60), (40, 40)), ((30, 40), (90, 100))],
+)
+def test_pair_sizes_without_an_integer_factor_are_refused(lq_size: tuple, gt_size: tuple) -> None:
+    from restorelab.benchmark.runner import _scale_factor
+
+    with pytest.raises(ValueError, match="differ by no integer factor"):
+        _scale_factor(np.zeros((*lq_size, 3), np.uint8), np.zeros((*gt_size, 3), np.uint8))
+
+
+def test_same_size_pairs_score_the_input_itself(photos: dict, tmp_path: Path) -> None:
+    """Denoising pairs (LQ and GT of one size): identity's scores are the input's."""
+    from restorelab.benchmark.runner import run_benchmark_pairs
+
+    lq_dir, gt_dir = tmp_path / "lq", tmp_path / "gt"
+    lq_dir.mkdir()
+    gt_dir.mkdir()
+    for name, image in photos.items():
+        Image.fromarray(image).save(gt_dir / f"{name}.png")
+        noisy = degrade(image, "gaussian_noise", 2, seed=1)
+        Image.fromarray(noisy).save(lq_dir / f"{name}.png")
+    run = tmp_path / "run"
+    run_benchmark_pairs(lq_dir, gt_dir, ["identity"], run, progress=False)
+    frame = load_results(run)
+    assert len(frame) == 3 and (frame["error"] == "").all()
+    assert np.allclose(frame["psnr"], frame["input_psnr"])
+    for _, row in frame.iterrows():
+        gt = photos[row["image_id"]]
+        expected = create_metric("psnr")(gt, degrade(gt, "gaussian_noise", 2, seed=1))
+        assert row["psnr"] == pytest.approx(expected)
+    assert set(json.loads(p)["scale"] for p in frame["degradation_params"]) == {1}

