@@ -97,8 +97,8 @@ def implementations() -> dict[str, dict[str, Callable[[np.ndarray, np.ndarray], 
             model = pyiqa.create_metric(name, device=torch.device("cpu"))
 
             def score(a: np.ndarray, b: np.ndarray) -> float:
-                ta = torch.from_numpy(a).permute(2, 0, 1)[None].float() / 255.0
-                tb = torch.from_numpy(b).permute(2, 0, 1)[None].float() / 255.0
+                ta = torch.from_numpy(a.copy()).permute(2, 0, 1)[None].float() / 255.0
+                tb = torch.from_numpy(b.copy()).permute(2, 0, 1)[None].float() / 255.0
                 with torch.inference_mode():
                     return float(model(tb, ta).item())
 
