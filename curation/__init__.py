@@ -8,7 +8,7 @@ and diversity; and writes the images, ``metadata.jsonl``, ``rejected.csv`` and a
 
 from restorelab.curation.filters import FILTERS, CurationFilter, register_filter
 from restorelab.curation.pipeline import CurationConfig, CurationResult, curate
-from restorelab.curation.sources import SourceItem, iter_sources
+from restorelab.curation.sources import SourceItem, count_sources, iter_sources
 
 __all__ = [
     "FILTERS",
@@ -16,6 +16,7 @@ __all__ = [
     "CurationFilter",
     "CurationResult",
     "SourceItem",
+    "count_sources",
     "curate",
     "iter_sources",
     "register_filter",

@@ -67,11 +67,19 @@ def default_thresholds() -> dict[str, Any]:
 
 
 register_filter(
-    "min_side", signal="short_side", op=">=", default=1024, label="too small",
+    "min_side",
+    signal="short_side",
+    op=">=",
+    default=1024,
+    label="too small",
     doc="shortest side in pixels (SDXL trains at 1024 px)",
 )
 register_filter(
-    "max_aspect", signal="aspect", op="<=", default=4.0, label="extreme aspect ratio",
+    "max_aspect",
+    signal="aspect",
+    op="<=",
+    default=4.0,
+    label="extreme aspect ratio",
     doc="long side / short side",
 )
 
@@ -86,6 +94,10 @@ _LABELS = {
 }
 for _name, _threshold in SIGNAL_DEFAULT_THRESHOLDS.items():
     register_filter(
-        _name, signal=_threshold.signal, op=_threshold.op, default=_threshold.value,
-        label=_LABELS.get(_name, _name), doc=_threshold.rationale,
+        _name,
+        signal=_threshold.signal,
+        op=_threshold.op,
+        default=_threshold.value,
+        label=_LABELS.get(_name, _name),
+        doc=_threshold.rationale,
     )

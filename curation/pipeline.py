@@ -35,7 +35,7 @@ from restorelab.corpus import METADATA_FILE
 from restorelab.curation.cache import AnalysisCache
 from restorelab.curation.filters import FILTERS, default_thresholds
 from restorelab.curation.signals import compute_signals
-from restorelab.curation.sources import SourceItem, iter_sources
+from restorelab.curation.sources import SourceItem, count_sources, iter_sources
 from restorelab.imageio import (
     MAX_PIXELS,
     DecodedImage,
@@ -270,7 +270,11 @@ def _reason_kind(reason: str) -> str:
 
 
 def _analysed(
-    items: Iterable[SourceItem], cache: AnalysisCache, config: CurationConfig, progress: bool
+    items: Iterable[SourceItem],
+    cache: AnalysisCache,
+    config: CurationConfig,
+    progress: bool,
+    total: int | None = None,
 ) -> Iterator[_Record]:
     """Analysis records in input order, from the cache or a bounded pool of threads.
 
@@ -287,7 +291,7 @@ def _analysed(
     pool = ThreadPoolExecutor(workers, thread_name_prefix="analyse") if workers > 1 else None
     opencv_threads, started = cv2.getNumThreads(), False
     pending: list[tuple[_Record, Future | None]] = []
-    bar = tqdm(desc="analyse", unit="img", disable=not progress)
+    bar = tqdm(desc="analyse", unit="img", total=total, disable=not progress)
 
     def finish(record: _Record, future: Future | None) -> _Record:
         if future is not None:
@@ -338,9 +342,7 @@ def _analysed(
                         # the GIL against the other analysis threads
                         import restorelab.curation.dedup
                         import restorelab.curation.selection  # noqa: F401
-                    future = pool.submit(
-                        analyse, data, item.source, config.max_pixels, want_faces
-                    )
+                    future = pool.submit(analyse, data, item.source, config.max_pixels, want_faces)
                 pending.append((record, future))
             while len(pending) > window or (pending and pending[0][1] is None):
                 yield finish(*pending.pop(0))
@@ -366,15 +368,22 @@ def _category(record: _Record, config: CurationConfig) -> str | None:
 
 
 def _quality(record: _Record) -> dict:
-    return {k: record.signals.get(k) for k in ("width", "height", "jpeg_quality", "sharpness")}
+    keys = ("width", "height", "jpeg_quality", "sharpness", "noise_sigma")
+    return {k: record.signals.get(k) for k in keys}
 
 
-def _keeper(group: list[_Record], passes: Callable[[_Record], bool]) -> _Record:
-    """The member a duplicate group keeps: among those that pass the filters (all, when none
-    does), the largest, then the least compressed, then the sharpest."""
+def _keeper(
+    group: list[_Record], passes: Callable[[_Record], bool], *, exact: bool = False
+) -> _Record:
+    """The member a duplicate group keeps, among those that pass the filters (all, when none
+    does): for exact duplicates (the same pixels) the first in input order, otherwise
+    :func:`~restorelab.curation.dedup.choose_keeper`'s best (largest, not blurred or noisy
+    against the others, least compressed, sharpest)."""
     from restorelab.curation.dedup import choose_keeper
 
     candidates = [r for r in group if passes(r)] or group
+    if exact:
+        return min(candidates, key=lambda r: r.index)
     return candidates[choose_keeper(range(len(candidates)), [_quality(r) for r in candidates])]
 
 
@@ -389,7 +398,7 @@ def _drop_duplicates(
         by_hash.setdefault(record.analysis["pixel_hash"], []).append(record)
     for group in by_hash.values():
         if len(group) > 1:
-            keeper = _keeper(group, passes)
+            keeper = _keeper(group, passes, exact=True)
             for record in group:
                 if record is not keeper:
                     record.reason = f"exact duplicate: same pixels as {keeper.source}"
@@ -542,8 +551,10 @@ def curate(
     (out / IMAGES_DIR).mkdir(parents=True, exist_ok=True)
     cache = AnalysisCache(Path(cache_dir) if cache_dir else out / CACHE_DIR)
     try:
+        items = iter_sources(list(sources))
+        total = count_sources(list(sources)) if progress else None
         with keep_freed_memory():
-            records = list(_analysed(iter_sources(list(sources)), cache, config, progress))
+            records = list(_analysed(items, cache, config, progress, total))
         result = CurationResult(out_dir=out)
         result.cache_hits = sum(1 for r in records if r.metadata.pop("_cache_hit", False))
         # Duplicates first, among every decodable image, so that each group is reported as

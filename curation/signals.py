@@ -597,9 +597,7 @@ def compute_signals(decoded: DecodedImage, encoded: bytes | None = None) -> Sign
     y8 = luma(pixels)
     channels = _channels(pixels)
     # one pass for both histograms: the joint (luma, channel spread) histogram
-    joint = cv2.calcHist(
-        [y8, _spread_image(*channels)], [0, 1], None, [256, 256], [0, 256, 0, 256]
-    )
+    joint = cv2.calcHist([y8, _spread_image(*channels)], [0, 1], None, [256, 256], [0, 256, 0, 256])
     joint = np.rint(joint).astype(np.int64)
     histogram = joint.sum(axis=1)
     spread = _spread_level(joint.sum(axis=0))
@@ -695,9 +693,10 @@ SIGNAL_DEFAULT_THRESHOLDS: dict[str, SignalThreshold] = {
     "min_jpeg_quality": SignalThreshold(
         "jpeg_quality",
         ">=",
-        90,
-        "restoration targets must be artefact-free: below IJG q90 the high-frequency luma "
-        "quantisers exceed ~25 and ringing/blocking shows at 100 % (camera JPEGs are ~92-98)",
+        85,
+        "restoration targets must be free of visible artefacts: below IJG q85 the "
+        "high-frequency luma quantisers exceed ~36 and ringing/blocking shows at 100 %; camera "
+        "JPEGs are ~92-98 and well-kept web photographs 85-90 (raise to 90 for a stricter set)",
     ),
     "max_clipped_dark": SignalThreshold(
         "clipped_dark",

@@ -258,6 +258,53 @@ def iter_sources(
     return _run(plans, batch_size=batch_size, fetch=fetch or FetchConfig())
 
 
+def count_sources(specs: Iterable[str | os.PathLike]) -> int | None:
+    """How many items :func:`iter_sources` will yield, for progress bars; None if unknown.
+
+    Cheap: folders and globs are listed (not read), Parquet files give their row count from
+    the footer, URL lists are counted by line. Saved datasets and webdataset shards (a tar
+    must be read through to count) make the total unknown. An image file reached twice counts
+    once, as :func:`iter_sources` yields it once.
+    """
+    files: set[Path] = set()
+    rows = 0
+    for spec in specs:
+        plan = _resolve(os.fspath(spec))
+        if plan.kind in ("folder", "imagefolder"):
+            files.update(p.resolve() for p in iter_image_files(Path(plan.target)))
+        elif plan.kind == "file":
+            files.add(Path(plan.target).resolve())
+        elif plan.kind == "glob":
+            for path in plan.files:
+                if path.is_file() and is_image_file(path):
+                    files.add(path.resolve())
+                elif path.is_file() and path.name.lower().endswith(".parquet"):
+                    rows += _parquet_rows(path)
+                elif path.is_file() and path.name.lower().endswith(_TAR_SUFFIXES):
+                    return None
+        elif plan.kind == "parquet":
+            rows += _parquet_rows(Path(plan.target))
+        elif plan.kind == "parquet-folder":
+            for path in _walk_files(Path(plan.target)):
+                if path.name.lower().endswith(".parquet"):
+                    rows += _parquet_rows(path)
+        elif plan.kind == "url-txt":
+            rows += sum(1 for _ in _url_rows_txt(Path(plan.target)))
+        elif plan.kind == "url-csv":
+            rows += sum(1 for _ in _url_rows_csv(Path(plan.target)))
+        elif plan.kind == "url":
+            rows += 1
+        else:  # saved datasets, webdataset shards
+            return None
+    return len(files) + rows
+
+
+def _parquet_rows(path: Path) -> int:
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(path).metadata.num_rows
+
+
 # --------------------------------------------------------------------------- dispatch
 
 

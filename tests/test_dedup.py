@@ -319,12 +319,12 @@ def test_find_duplicate_groups_edge_cases_and_errors(corpus) -> None:
 
 def test_choose_keeper_prefers_pixels_then_compression_then_sharpness_then_index() -> None:
     quality = [
-        {"width": 171, "height": 171, "jpeg_quality": 60, "sharpness": 9.0},  # 1/3 size
-        {"width": 512, "height": 512, "jpeg_quality": 75, "sharpness": 5.0},
-        {"width": 512, "height": 512, "jpeg_quality": None, "sharpness": 4.0},  # lossless
-        {"width": 512, "height": 512, "jpeg_quality": 95, "sharpness": 6.0},
-        {"width": 512, "height": 512, "jpeg_quality": None, "sharpness": 7.0},
-        {"width": 512, "height": 512, "jpeg_quality": None, "sharpness": 7.0},
+        {"width": 171, "height": 171, "jpeg_quality": 60, "sharpness": 2.4},  # 1/3 size
+        {"width": 512, "height": 512, "jpeg_quality": 75, "sharpness": 2.10},
+        {"width": 512, "height": 512, "jpeg_quality": None, "sharpness": 2.05},  # lossless
+        {"width": 512, "height": 512, "jpeg_quality": 95, "sharpness": 2.12},
+        {"width": 512, "height": 512, "jpeg_quality": None, "sharpness": 2.15},
+        {"width": 512, "height": 512, "jpeg_quality": None, "sharpness": 2.15},
         {"width": 1024, "height": 1024, "jpeg_quality": 60},  # upscaled: most pixels
     ]
     assert choose_keeper([0, 1, 2, 3, 4, 5, 6], quality) == 6  # largest first
@@ -333,6 +333,22 @@ def test_choose_keeper_prefers_pixels_then_compression_then_sharpness_then_index
     assert choose_keeper([2, 4], quality) == 4  # then the sharpest
     assert choose_keeper([5, 4], quality) == 4  # then the lowest index
     assert choose_keeper([3], quality) == 3
+
+
+def test_choose_keeper_passes_over_blurred_and_noisy_copies() -> None:
+    """A degraded copy re-saved at a higher JPEG quality does not beat its original."""
+    original = {"width": 800, "height": 600, "jpeg_quality": 75, "sharpness": 1.9,
+                "noise_sigma": 0.3}  # fmt: skip
+    blurred = {**original, "jpeg_quality": 95, "sharpness": 1.4}
+    noisy = {**original, "jpeg_quality": 95, "noise_sigma": 9.0}
+    re_saved = {**original, "jpeg_quality": 95, "sharpness": 1.88}  # within the margins
+    smaller = {**original, "width": 400, "height": 300, "sharpness": 2.6}
+    quality = [original, blurred, noisy, re_saved, smaller]
+    assert choose_keeper([1, 0], quality) == 0
+    assert choose_keeper([2, 0], quality) == 0
+    assert choose_keeper([1, 2, 0], quality) == 0
+    assert choose_keeper([0, 3], quality) == 3  # no visible degradation: compression decides
+    assert choose_keeper([4, 1], quality) == 1  # size first; sharpness compares within a size
 
 
 def test_choose_keeper_tolerates_missing_keys() -> None:

@@ -25,7 +25,7 @@ from PIL import Image
 from skimage import data
 from tests_support import resized
 
-from restorelab.curation import SourceItem, curate, iter_sources
+from restorelab.curation import SourceItem, count_sources, curate, iter_sources
 from restorelab.curation.sources import FetchConfig
 from restorelab.imageio import decode_image
 
@@ -102,6 +102,8 @@ def test_files_globs_and_file_urls_are_read_once(folder: Path) -> None:
     items = list(iter_sources([cat, str(folder / "**" / "*.png"), cat.resolve().as_uri(), folder]))
     names = [i.name for i in items]
     assert names == ["chelsea.png", "astronaut.png", "coffee.jpg"]
+    specs = [cat, str(folder / "**" / "*.png"), cat.resolve().as_uri(), folder]
+    assert count_sources(specs) == len(items) == 3  # for progress bars: each file once
     assert items[0].caption == "A tabby cat."
     assert "category" not in items[0].metadata  # a single file has no source root
 
@@ -218,6 +220,7 @@ def test_parquet_with_hf_image_structs_and_with_raw_bytes(
     pq.write_table(raw, tables / "b.parquet")
 
     items = list(iter_sources([tables]))  # a folder holding only Parquet files
+    assert count_sources([tables]) == 4  # from the Parquet footers
     assert [i.source for i in items] == [
         f"{tables / 'a.parquet'}#row=0",
         f"{tables / 'a.parquet'}#row=1",
@@ -285,6 +288,7 @@ def test_webdataset_shards_group_members_by_key(
         _add(tar, "003.png", encode(small["astronaut"], "PNG"))
 
     items = list(iter_sources([str(shards / "shard-*.tar")]))
+    assert count_sources([str(shards / "shard-*.tar")]) is None  # a tar is not counted
     first = shards / "shard-000.tar"
     assert [i.source for i in items] == [
         f"{first}#s/000",
