@@ -104,9 +104,10 @@ def render_dataset_card(summary: dict, kept_rows: list[dict], config: Any) -> st
     dedup = "on" if config.near_duplicates else "off"
     lines += [
         "",
-        f"Exact duplicates (same decoded pixels) and near duplicates ({dedup}: resized, "
-        "re-encoded or slightly cropped copies) keep their best member: largest, then least "
-        "compressed, then sharpest.",
+        f"Exact duplicates (same decoded pixels) keep the first file read; near duplicates "
+        f"({dedup}: resized, re-encoded or slightly cropped copies) keep their best member: "
+        "the largest, then one not visibly blurrier or noisier than the others, then the "
+        "least compressed, then the sharpest. Members that pass the filters come first.",
         "",
         "## Rejections",
         "",
