@@ -15,6 +15,8 @@ each side first.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from restorelab.benchmark.metrics.fidelity import (
@@ -89,51 +91,27 @@ def _ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (numerator / denominator).mean(dim=(2, 3)).mean(dim=1)
 
 
-def psnr_batch(
-    reference: torch.Tensor,
-    distorted: torch.Tensor,
-    *,
-    crop_border: int = 0,
-    dtype: torch.dtype = torch.float64,
-) -> torch.Tensor:
-    """PSNR in dB on RGB per pair (``inf`` for identical images)."""
-    return _psnr(_prepare(reference, crop_border, dtype), _prepare(distorted, crop_border, dtype))
+def _pairwise(score: Callable, on_luma: bool, doc: str) -> Callable[..., torch.Tensor]:
+    """A batched metric: crop and scale both batches (and take Y), then ``score`` them."""
+
+    def metric(
+        reference: torch.Tensor,
+        distorted: torch.Tensor,
+        *,
+        crop_border: int = 0,
+        dtype: torch.dtype = torch.float64,
+    ) -> torch.Tensor:
+        x = _prepare(reference, crop_border, dtype)
+        y = _prepare(distorted, crop_border, dtype)
+        if on_luma:
+            x, y = rgb_to_y_batch(x), rgb_to_y_batch(y)
+        return score(x, y)
+
+    metric.__doc__ = doc
+    return metric
 
 
-def psnr_y_batch(
-    reference: torch.Tensor,
-    distorted: torch.Tensor,
-    *,
-    crop_border: int = 0,
-    dtype: torch.dtype = torch.float64,
-) -> torch.Tensor:
-    """PSNR in dB on BT.601 limited-range Y per pair."""
-    return _psnr(
-        rgb_to_y_batch(_prepare(reference, crop_border, dtype)),
-        rgb_to_y_batch(_prepare(distorted, crop_border, dtype)),
-    )
-
-
-def ssim_batch(
-    reference: torch.Tensor,
-    distorted: torch.Tensor,
-    *,
-    crop_border: int = 0,
-    dtype: torch.dtype = torch.float64,
-) -> torch.Tensor:
-    """SSIM on RGB per pair (mean of the three channel SSIMs)."""
-    return _ssim(_prepare(reference, crop_border, dtype), _prepare(distorted, crop_border, dtype))
-
-
-def ssim_y_batch(
-    reference: torch.Tensor,
-    distorted: torch.Tensor,
-    *,
-    crop_border: int = 0,
-    dtype: torch.dtype = torch.float64,
-) -> torch.Tensor:
-    """SSIM on BT.601 limited-range Y per pair."""
-    return _ssim(
-        rgb_to_y_batch(_prepare(reference, crop_border, dtype)),
-        rgb_to_y_batch(_prepare(distorted, crop_border, dtype)),
-    )
+psnr_batch = _pairwise(_psnr, False, "PSNR in dB on RGB per pair (``inf`` for identical images).")
+psnr_y_batch = _pairwise(_psnr, True, "PSNR in dB on BT.601 limited-range Y per pair.")
+ssim_batch = _pairwise(_ssim, False, "SSIM on RGB per pair (mean of the three channel SSIMs).")
+ssim_y_batch = _pairwise(_ssim, True, "SSIM on BT.601 limited-range Y per pair.")
