@@ -170,3 +170,13 @@ def test_dists_rejects_wrong_files(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="VGG-16 tensors"):
         load_dists(tmp_path / "vgg.pth", tmp_path / "ab.pth")
     assert math.isclose(float(model.alpha.sum()), 0.1 * sum(DISTS_CHANNELS), rel_tol=1e-6)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("name", FIDELITY)
+def test_batched_fidelity_on_cuda_equals_cpu(pairs: list, name: str) -> None:
+    metric = create_metric(name, crop_border=2)
+    references, distorted = (as_batch(*images) for images in zip(*pairs, strict=True))
+    on_gpu = metric.batch(references.cuda(), distorted.cuda())
+    assert on_gpu.is_cuda
+    torch.testing.assert_close(on_gpu.cpu(), metric.batch(references, distorted), atol=1e-9, rtol=0)
