@@ -133,6 +133,7 @@ def correlate_taps(image: np.ndarray, kernel: np.ndarray, border: int) -> np.nda
     unit="sigma_px",
     stochastic=False,
     reference=_REFERENCE,
+    truncate=True,
 )
 def gaussian_blur(image: np.ndarray, sigma: float, rng: np.random.Generator) -> tuple:
     """Isotropic Gaussian blur of standard deviation ``sigma`` px (:func:`gaussian_filter`)."""
@@ -328,6 +329,7 @@ def _disk_sums(
     unit="(radius_px, alias_sigma_px)",
     stochastic=False,
     reference=_REFERENCE,
+    truncate=True,
 )
 def defocus_blur(image: np.ndarray, level: tuple, rng: np.random.Generator) -> tuple:
     """Defocus: correlation with an anti-aliased disk (:func:`disk_kernel`), reflect-101 borders."""
@@ -359,6 +361,7 @@ def defocus_blur(image: np.ndarray, level: tuple, rng: np.random.Generator) -> t
     unit="(radius_steps, sigma_steps)",
     stochastic=True,
     reference=_REFERENCE,
+    truncate=True,
 )
 def motion_blur(image: np.ndarray, level: tuple, rng: np.random.Generator) -> tuple:
     """Linear motion blur along a random direction in [-45°, 45°] (imagecorruptions' algorithm).
@@ -423,6 +426,7 @@ def _local_shuffle(pixels: np.ndarray, offsets: np.ndarray, delta: int) -> None:
     unit="(sigma_px, max_delta_px, iterations)",
     stochastic=True,
     reference=_REFERENCE,
+    truncate=True,
 )
 def glass_blur(image: np.ndarray, level: tuple, rng: np.random.Generator) -> tuple:
     """Frosted glass: Gaussian blur, local pixel shuffling within ±δ, Gaussian blur again.
@@ -468,6 +472,7 @@ def _zoom_factors(stop: float, step: float) -> np.ndarray:
     unit="(max_zoom, zoom_step)",
     stochastic=False,
     reference=_REFERENCE,
+    truncate=True,
 )
 def zoom_blur(image: np.ndarray, level: tuple, rng: np.random.Generator) -> tuple:
     """Zoom blur: the mean of the image and of centre crops zoomed back up by each factor.
@@ -480,7 +485,7 @@ def zoom_blur(image: np.ndarray, level: tuple, rng: np.random.Generator) -> tupl
     bilinear warp has a SIMD path for four float32 channels and none for three, and gives the
     same RGB values. A zoom of 1 is the image itself and is added without a warp. The sum is
     accumulated in float32 in the same order as ``total += layer`` and returned as ``uint8``
-    (``to_uint8(total / (n + 1))``, one compiled pass).
+    (``to_uint8(total / (n + 1), truncate=True)``, one compiled pass).
     """
     stop, step = level
     factors = _zoom_factors(stop, step)
@@ -546,11 +551,12 @@ def _zoom_buffers(height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.n
 
 @njit(cache=True, nogil=True)
 def _mean_to_uint8(total: np.ndarray, count: np.float32, out: np.ndarray) -> None:
-    """``out = to_uint8(total[:, :3] / count)`` for (N, 4) float32 ``total``, (N, 3) ``out``."""
+    """``out = to_uint8(total[:, :3] / count, truncate=True)`` for (N, 4) float32 ``total``,
+    (N, 3) ``out``."""
     scale = np.float32(255)
     for i in range(out.shape[0]):
         for c in range(3):
-            v = np.rint((total[i, c] / count) * scale)
+            v = (total[i, c] / count) * scale
             if v >= 255:
                 out[i, c] = 255
             elif v > 0:

@@ -82,14 +82,17 @@ def motion_kernel(
 
 
 @njit(cache=True, nogil=True)
-def float_to_uint8(values: np.ndarray, out: np.ndarray) -> None:
-    """``out = clip(rint(values · 255), 0, 255)`` on flat arrays, in the dtype of ``values``.
+def float_to_uint8(values: np.ndarray, out: np.ndarray, truncate: bool) -> None:
+    """``out = clip(rint(values · 255), 0, 255)`` on flat arrays, in the dtype of ``values``;
+    with ``truncate``, ``uint8(clip(values · 255, 0, 255))`` (truncation, as NumPy's cast).
 
     NaN gives 0, as NumPy's cast does on x86.
     """
     scale = values.dtype.type(255)
     for i in range(values.size):
-        v = np.rint(values[i] * scale)
+        v = values[i] * scale
+        if not truncate:
+            v = np.rint(v)
         if v >= 255:
             out[i] = 255
         elif v > 0:

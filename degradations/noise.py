@@ -7,8 +7,9 @@ published step, so every level degrades more than the one before on average (see
 ``docs/DEGRADATIONS.md`` for the measured PSNR per level). All arithmetic is float32.
 
 Speed (see ``docs/PERFORMANCE.md``): the element loops are compiled with numba, do the same
-float32 arithmetic as the NumPy expressions in the docstrings and return ``uint8`` (rounded
-as ``to_uint8`` does) in the same pass. Every random number comes from the op's ``rng``,
+float32 arithmetic as the NumPy expressions in the docstrings and return ``uint8`` in the same
+pass, truncated as the reference's ``np.uint8(np.clip(x, 0, 1) * 255)`` is (``to_uint8(...,
+truncate=True)``). Every random number comes from the op's ``rng``,
 drawn before the loops run: Gaussian and uniform fields are NumPy's own float32 samplers
 replayed on the generator's raw output (the same numbers, bit for bit), and shot noise
 samples its Poisson counts exactly, by inverting tabulated CDFs (one per 8-bit input value).
@@ -330,8 +331,9 @@ def _as_float32(image: np.ndarray) -> np.ndarray:
 
 @njit(inline="always")
 def _to_u8(value: np.float32) -> np.uint8:
-    """``to_uint8`` of one float32: ``clip(rint(value · 255), 0, 255)``, NaN → 0."""
-    v = np.rint(value * np.float32(255))
+    """``to_uint8(..., truncate=True)`` of one float32: ``uint8(clip(value · 255, 0, 255))``,
+    NaN → 0."""
+    v = value * np.float32(255)
     if v >= 255:
         return np.uint8(255)
     if v > 0:
@@ -375,13 +377,14 @@ def _salt_and_pepper(
     unit="sigma_01",
     stochastic=True,
     reference=_REFERENCE,
+    truncate=True,
 )
 def gaussian_noise(image: np.ndarray, sigma: float, rng: np.random.Generator) -> tuple:
     """Additive white Gaussian noise of standard deviation ``sigma`` on [0, 1], then clipped.
 
     Independent per pixel and channel. At one seed the unit-variance field is the same for
     every ``sigma`` (common random numbers across severities). Returns ``uint8``
-    (``to_uint8`` of the float32 sum, in the same pass).
+    (``to_uint8(..., truncate=True)`` of the float32 sum, in the same pass).
     """
     image = _as_float32(image)
     noise = unit_field(rng, "normal32", image.shape)  # rng.standard_normal(shape, float32)
@@ -399,6 +402,7 @@ def gaussian_noise(image: np.ndarray, sigma: float, rng: np.random.Generator) ->
     unit="photons_per_unit",
     stochastic=True,
     reference=_REFERENCE,
+    truncate=True,
 )
 def shot_noise(image: np.ndarray, photons: float, rng: np.random.Generator) -> tuple:
     """Poisson (photon shot) noise: ``Poisson(x · photons) / photons``, clipped to [0, 1].
@@ -407,7 +411,7 @@ def shot_noise(image: np.ndarray, photons: float, rng: np.random.Generator) -> t
     on the 8-bit grid (``x = v / 255``, as :func:`degrade` passes them) by inverting the CDF
     of each of the 256 means at one uniform per value (:func:`poisson_tables`); other
     inputs, and ``photons`` outside (0, :data:`MAX_TABLE_PHOTONS`], use ``rng.poisson``.
-    On the grid it returns ``uint8`` (``to_uint8(float32(K) / float32(photons))``).
+    On the grid it returns ``uint8`` (``to_uint8(float32(K) / float32(photons), truncate=True)``).
     """
     image = _as_float32(image)
     params = {"photons": float(photons)}
@@ -446,7 +450,7 @@ def poisson_tables(photons: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     falls beyond) for k up to λ + 20√λ + 40, whose last entry is set to 2 so every search
     stops. ``guide[v, j]`` is the smallest ``k`` with ``cdf[v, k] > j / _GUIDE``, stored as
     ``-k - 1`` when the cell's upper end has a larger one (a search is needed);
-    ``values[k] = to_uint8(float32(k) / float32(photons))``.
+    ``values[k] = to_uint8(float32(k) / float32(photons), truncate=True)``.
     """
     grid = np.arange(256, dtype=np.float32) * np.float32(1 / 255)  # to_float32's levels
     lam = (grid * np.float32(photons)).astype(np.float64)
@@ -462,7 +466,7 @@ def poisson_tables(photons: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     guide = np.where(fixed, first[:, :-1], -first[:, :-1] - 1).astype(np.int16)
     values = counts.astype(np.float32) / np.float32(photons)  # float32(K) / float32(photons)
     with np.errstate(invalid="ignore"):
-        values = np.clip(np.rint(values * np.float32(255)), 0, 255).astype(np.uint8)
+        values = np.clip(values * np.float32(255), 0, 255).astype(np.uint8)
     return np.ascontiguousarray(cdf), guide, values
 
 
@@ -511,6 +515,7 @@ def _poisson_by_table(
     unit="fraction",
     stochastic=True,
     reference=_REFERENCE,
+    truncate=True,
 )
 def impulse_noise(image: np.ndarray, amount: float, rng: np.random.Generator) -> tuple:
     """Salt-and-pepper noise: each value independently becomes 0 or 1 with probability
@@ -541,11 +546,12 @@ def impulse_noise(image: np.ndarray, amount: float, rng: np.random.Generator) ->
     unit="sigma_01",
     stochastic=True,
     reference=_REFERENCE,
+    truncate=True,
 )
 def speckle_noise(image: np.ndarray, sigma: float, rng: np.random.Generator) -> tuple:
     """Multiplicative Gaussian (speckle) noise: ``x + x · N(0, sigma²)``, clipped to [0, 1].
 
-    Returns ``uint8`` (``to_uint8`` of the float32 result, in the same pass).
+    Returns ``uint8`` (``to_uint8(..., truncate=True)`` of the float32 result, in one pass).
     """
     image = _as_float32(image)
     noise = unit_field(rng, "normal32", image.shape)  # rng.standard_normal(shape, float32)

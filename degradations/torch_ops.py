@@ -486,10 +486,13 @@ def _from_uint8(images: np.ndarray, device: torch.device | str) -> torch.Tensor:
     return tensor.permute(0, 3, 1, 2).float().mul_(float(_INV_255))
 
 
-def _to_uint8(batch: torch.Tensor) -> torch.Tensor:
-    """(B, 3, H, W) float → (B, H, W, 3) uint8, clipped and rounded half to even (``np.rint``)."""
-    scaled = batch.float().mul(255.0).round_().clamp_(0, 255)
-    return scaled.to(torch.uint8).permute(0, 2, 3, 1)
+def _to_uint8(batch: torch.Tensor, *, truncate: bool = False) -> torch.Tensor:
+    """(B, 3, H, W) float → (B, H, W, 3) uint8, clipped and rounded half to even (``np.rint``)
+    or, with ``truncate``, truncated (``to_uint8(..., truncate=True)``)."""
+    scaled = batch.float().mul(255.0)
+    if not truncate:
+        scaled.round_()
+    return scaled.clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
 
 
 def _numpy_path(name: str, x: torch.Tensor, severity: int, seeds: tuple[int, ...]) -> torch.Tensor:
@@ -641,7 +644,8 @@ def degrade_batch_uint8(
     Returns
     -------
     ndarray of uint8, shape (B, H, W, 3)
-        Clipped and rounded to nearest (half to even, as ``np.rint``).
+        Clipped, then converted as the numpy op converts: truncated for the ImageNet-C ops
+        (``Degradation.truncate``), rounded to nearest (half to even) otherwise.
     """
     if not isinstance(images, np.ndarray):
         raise TypeError(f"images must be a numpy array, got {type(images).__name__}")
@@ -651,4 +655,4 @@ def degrade_batch_uint8(
         hint = " (one image: use image[None])" if images.ndim == 3 else ""
         raise ValueError(f"images must have shape (B, H, W, 3), got {images.shape}{hint}")
     out = degrade_batch(_from_uint8(images, device), name, severity, seeds)
-    return _to_uint8(out).cpu().numpy()
+    return _to_uint8(out, truncate=get_degradation(name).truncate).cpu().numpy()

@@ -27,9 +27,10 @@ def photo() -> np.ndarray:
 
 
 # --- conversions ----------------------------------------------------------------------------
-def _to_uint8_numpy(x: np.ndarray) -> np.ndarray:
+def _to_uint8_numpy(x: np.ndarray, truncate: bool = False) -> np.ndarray:
     with np.errstate(invalid="ignore"):
-        return np.clip(np.rint(x * x.dtype.type(255)), 0, 255).astype(np.uint8)
+        scaled = x * x.dtype.type(255)
+        return np.clip(scaled if truncate else np.rint(scaled), 0, 255).astype(np.uint8)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -45,6 +46,25 @@ def test_to_uint8_rounds_like_numpy_at_every_half_step(dtype) -> None:
         assert np.array_equal(to_uint8(values), _to_uint8_numpy(values))
     # non-contiguous input takes the NumPy path, with the same result
     assert np.array_equal(to_uint8(x[:, ::2]), _to_uint8_numpy(x[:, ::2]))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_to_uint8_truncates_like_the_imagenet_c_reference(dtype) -> None:
+    """``np.uint8(np.clip(x, 0, 1) * 255)``, at every integer step (where truncation decides)."""
+    ints = np.int32 if dtype == np.float32 else np.int64
+    steps = (np.arange(-2, 258) / 255).astype(dtype)
+    x = (steps.view(ints)[:, None] + np.arange(-3000, 3000, dtype=ints)[None, :]).view(dtype)
+    specials = np.array([np.nan, np.inf, -np.inf, 1e30, -1e30, 0.0, -0.0, 2.0**31], dtype)
+    for values in (x, specials, np.random.default_rng(0).normal(0.5, 0.7, (64, 64, 3))):
+        values = values.astype(dtype)
+        expected = _to_uint8_numpy(values, truncate=True)
+        assert np.array_equal(to_uint8(values, truncate=True), expected)
+        reference = np.uint8(np.nan_to_num(np.clip(values, 0, 1), nan=0.0) * 255)
+        assert np.array_equal(expected, reference)
+    assert np.array_equal(to_uint8(x[:, ::2], truncate=True), _to_uint8_numpy(x[:, ::2], True))
+    # every 8-bit level survives the float32 round trip (levels in, the same levels out)
+    levels = np.arange(256, dtype=np.uint8)
+    assert np.array_equal(to_uint8(to_float32(levels), truncate=True), levels)
 
 
 def test_to_float32_is_the_numpy_product(photo: np.ndarray) -> None:
@@ -137,10 +157,10 @@ def test_shot_noise_counts_are_poisson(level: int, photons: float) -> None:
     counts = np.empty(x.size, np.int64)
     every = np.arange(cdf.shape[1], dtype=np.int64)
     noise._poisson_by_table(u, levels, cdf, guide, every, counts)
-    # the op maps the same counts through to_uint8(float32(K) / float32(photons))
+    # the op maps the same counts through to_uint8(float32(K) / float32(photons), truncate)
     image = (x * np.float32(255)).round().astype(np.uint8).reshape(200, 250, 3)
     out, _ = get_degradation("shot_noise").fn(to_float32(image), photons, np.random.default_rng(1))
-    expected = to_uint8(counts.astype(np.float32) / np.float32(photons))
+    expected = to_uint8(counts.astype(np.float32) / np.float32(photons), truncate=True)
     assert np.array_equal(out.ravel(), expected) and np.array_equal(values[counts], expected)
     lam = float(x[0] * np.float32(photons))
     # chi-square over the bins holding 99.9 % of the mass, tails pooled
@@ -180,7 +200,7 @@ def test_noise_ops_return_what_to_uint8_of_the_float_result_gives(name: str, pho
     else:
         assert abs(out.mean() - photo.mean()) < 5  # unbiased (Poisson counts: above)
         return
-    assert np.array_equal(out, _to_uint8_numpy(ref))
+    assert np.array_equal(out, _to_uint8_numpy(ref, truncate=True))
 
 
 # --- blurs ----------------------------------------------------------------------------------
@@ -243,7 +263,7 @@ def _zoom_reference(image: np.ndarray, level: tuple) -> np.ndarray:
             borderMode=cv2.BORDER_REPLICATE,
         )
     total /= np.float32(len(factors) + 1)
-    return to_uint8(total)
+    return to_uint8(total, truncate=True)
 
 
 @pytest.mark.parametrize("severity", [1, 2, 5, 10])
