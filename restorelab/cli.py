@@ -577,7 +577,8 @@ def list_registered() -> None:
     for name in METRICS:
         spec = METRICS.get(name)
         arrow = "↑" if spec.higher_is_better else "↓"
-        click.echo(f"  {name:<20} {arrow} {spec.convention}")
+        batched = " [batched torch: Metric.batch]" if spec.batch else ""
+        click.echo(f"  {name:<20} {arrow} {spec.convention}{batched}")
     click.echo("grids: " + ", ".join(packaged_grids()))
 
 
