@@ -263,9 +263,17 @@ def count_sources(specs: Iterable[str | os.PathLike]) -> int | None:
 
     Cheap: folders and globs are listed (not read), Parquet files give their row count from
     the footer, URL lists are counted by line. Saved datasets and webdataset shards (a tar
-    must be read through to count) make the total unknown. An image file reached twice counts
+    must be read through to count) make the total unknown, as does anything unreadable (a
+    damaged Parquet footer: the run itself reports it). An image file reached twice counts
     once, as :func:`iter_sources` yields it once.
     """
+    try:
+        return _count(specs)
+    except Exception:  # a file that cannot be read is the run's business, not the bar's
+        return None
+
+
+def _count(specs: Iterable[str | os.PathLike]) -> int | None:
     files: set[Path] = set()
     rows = 0
     for spec in specs:

@@ -326,6 +326,7 @@ def test_truncated_shard_and_corrupt_parquet_become_error_items(
     junk.write_bytes(b"not parquet at all")
     (item,) = iter_sources([junk])
     assert item.source == str(junk) and item.error.startswith("unreadable parquet file")
+    assert count_sources([junk]) is None  # the progress total gives up; the run goes on
 
 
 # --------------------------------------------------------------------------- URLs
