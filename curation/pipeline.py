@@ -318,7 +318,8 @@ def _analysed(
             try:
                 data = item.read_bytes()
             except OSError as exc:
-                record.reason = f"unreadable: {exc.strerror or exc}"
+                message = str(exc.strerror or exc)
+                record.reason = f"unreadable: {message.removeprefix('unreadable ')}"
                 pending.append((record, None))
             else:
                 record.sha = hashlib.sha256(data).hexdigest()

@@ -416,3 +416,23 @@ def test_duplicate_groups_keep_the_original_over_degraded_re_saves(tmp_path: Pat
     for name in ("blurred.jpg", "noisy.jpg"):
         assert rejected[name].startswith("near duplicate: of ")
         assert rejected[name].split(";")[0].endswith("original.jpg")
+
+
+def test_progress_bars_with_totals_and_unreadable_sources(tmp_path: Path, capsys) -> None:
+    """With progress on, the analyse bar knows its total; a damaged Parquet file is still just
+    a rejection."""
+    src = tmp_path / "src"
+    src.mkdir()
+    Image.fromarray(data.astronaut()).save(src / "astronaut.png")
+    (src / "junk.parquet").write_bytes(b"not parquet at all")
+    out = tmp_path / "out"
+    result = curate(
+        [src / "astronaut.png", src / "junk.parquet"],
+        out,
+        CurationConfig(filters=SMALL, target=None),
+        progress=True,
+    )
+    assert (result.kept, result.rejected) == (1, 1)
+    assert _rejected(out)["junk.parquet"].startswith("unreadable: parquet file: ")
+    errors = capsys.readouterr().err
+    assert "analyse" in errors
