@@ -14,6 +14,7 @@ from restorelab.degradations.base import (
     degrade_with_params,
     get_degradation,
     list_degradations,
+    op_rng,
     register_degradation,
     rng_for,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "degrade_with_params",
     "get_degradation",
     "list_degradations",
+    "op_rng",
     "register_degradation",
     "rng_for",
 ]

@@ -51,6 +51,7 @@ class Degradation:
     reference: str = ""
     takes_uint8: bool = False
     truncate: bool = False
+    legacy_seed: bool = False
 
     @property
     def severities(self) -> tuple[int, ...]:
@@ -86,12 +87,14 @@ def register_degradation(
     reference: str = "",
     takes_uint8: bool = False,
     truncate: bool = False,
+    legacy_seed: bool = False,
 ) -> Callable[[DegradationFn], DegradationFn]:
     """Register ``fn`` as degradation ``name`` with its severity table ``levels``.
 
     ``takes_uint8`` passes the ``uint8`` image itself instead of float32 in [0, 1];
     ``truncate`` converts a float result to ``uint8`` by truncation, as the op's reference
-    implementation does (default: rounding to nearest).
+    implementation does (default: rounding to nearest). ``legacy_seed`` gives the op
+    ``numpy.random.RandomState(seed)`` as its generator (see :func:`op_rng`).
     """
 
     def decorator(fn: DegradationFn) -> DegradationFn:
@@ -108,6 +111,7 @@ def register_degradation(
                 reference=reference,
                 takes_uint8=takes_uint8,
                 truncate=truncate,
+                legacy_seed=legacy_seed,
             ),
         )
         return fn
@@ -137,6 +141,24 @@ def rng_for(name: str, seed: int, step: int | None = None) -> np.random.Generato
     if step:
         entropy.append(int(step))
     return np.random.default_rng(np.random.SeedSequence(entropy))
+
+
+def op_rng(
+    name: str, seed: int, step: int | None = None
+) -> np.random.Generator | np.random.RandomState:
+    """The generator op ``name`` draws from at ``seed`` (and chain ``step``).
+
+    :func:`rng_for`, except for ops registered with ``legacy_seed=True`` applied alone or as
+    the first step of a chain, with ``seed < 2**32``: those get ``RandomState(seed)``, the
+    stream ImageNet-C's code draws from after ``np.random.seed(seed)``. ``motion_blur`` takes
+    a single draw (its angle), so with it the same integer seed gives imagecorruptions'
+    output, not just its distribution. Still no global state is touched.
+    """
+    op = get_degradation(name)
+    stream = rng_for(op.name, seed, step)  # validates the seed
+    if op.legacy_seed and not step and seed < 2**32:
+        return np.random.RandomState(int(seed))
+    return stream
 
 
 def to_float(image: np.ndarray) -> np.ndarray:
@@ -197,7 +219,7 @@ def apply_level(
             f"{MIN_SIDE} px on each side"
         )
     op = get_degradation(name)
-    rng = rng_for(op.name, seed, step)
+    rng = op_rng(op.name, seed, step)
     out, params = op.fn(image if op.takes_uint8 else to_float32(image), level, rng)
     out8 = to_uint8(out, truncate=op.truncate)
     if out8.shape != image.shape:

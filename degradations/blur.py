@@ -362,9 +362,13 @@ def defocus_blur(image: np.ndarray, level: tuple, rng: np.random.Generator) -> t
     stochastic=True,
     reference=_REFERENCE,
     truncate=True,
+    legacy_seed=True,
 )
 def motion_blur(image: np.ndarray, level: tuple, rng: np.random.Generator) -> tuple:
     """Linear motion blur along a random direction in [-45°, 45°] (imagecorruptions' algorithm).
+
+    The angle is ``rng.uniform(-45, 45)`` from ``RandomState(seed)`` (``legacy_seed``): the
+    draw imagecorruptions makes after ``np.random.seed(seed)``, so a seed gives its output.
 
     The weighted shift-and-add is folded into one kernel (:func:`motion_kernel`) and applied
     by correlation with replicated borders, which equals the reference's edge-replicating

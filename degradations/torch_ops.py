@@ -23,7 +23,7 @@ Conventions
   result does not depend on the rest of the batch. The noise ops draw from torch's generators,
   so they match the numpy path in distribution, not value by value, and their values differ
   between CPU and CUDA. ``motion_blur`` draws its angle exactly as the numpy op does (the
-  first ``rng.uniform(-45, 45)`` of ``rng_for(name, seed)``), so it matches the numpy output.
+  first ``uniform(-45, 45)`` of ``op_rng(name, seed)``), so it matches the numpy output.
 - ``jpeg_compression`` is libjpeg-turbo's integer codec re-done in torch
   (:mod:`restorelab.degradations.torch_jpeg`): byte-identical to the numpy (Pillow) path.
   ``glass_blur`` replays the sequential pixel moves exactly by pointer doubling
@@ -43,7 +43,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
 
-from restorelab.degradations.base import MIN_SIDE, degrade, get_degradation, rng_for
+from restorelab.degradations.base import (
+    MIN_SIDE,
+    degrade,
+    get_degradation,
+    op_rng,
+    rng_for,
+)
 from restorelab.degradations.kernels import disk_kernel, gaussian_radius, motion_kernel
 from restorelab.degradations.torch_jpeg import jpeg_roundtrip_batch
 from restorelab.registry import Registry
@@ -230,14 +236,14 @@ def _defocus_blur(x: torch.Tensor, severity: int, seeds: tuple[int, ...]) -> tor
 def _motion_blur(x: torch.Tensor, severity: int, seeds: tuple[int, ...]) -> torch.Tensor:
     """Correlation with each image's :func:`motion_kernel` (its own angle), borders replicated.
 
-    The angle is the numpy op's: the first ``uniform(-45, 45)`` of ``rng_for(name, seed)``.
+    The angle is the numpy op's: the first ``uniform(-45, 45)`` of ``op_rng(name, seed)``.
     The kernels are cut to the largest tap offset used in the batch and applied together by
     :func:`_correlate_fft`, one kernel per image (the FFT form of a grouped convolution; on an
     H200 at 1024², batch 32, severity 3's 63×63 kernels took 120 ms as a grouped ``conv2d``).
     """
     radius, sigma = _level("motion_blur", severity)
     height, width = x.shape[-2:]
-    angles = [float(rng_for("motion_blur", seed).uniform(-45.0, 45.0)) for seed in seeds]
+    angles = [float(op_rng("motion_blur", seed).uniform(-45.0, 45.0)) for seed in seeds]
     kernels = np.stack([motion_kernel(radius, sigma, a, (height, width)) for a in angles])
     centre = kernels.shape[-1] // 2
     _, rows, cols = np.nonzero(kernels)

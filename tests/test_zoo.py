@@ -110,6 +110,21 @@ def test_pixels_equal_the_reference_on_a_smooth_photo(name: str, reference) -> N
         assert abs(psnr(smooth, ours) - psnr(smooth, ref)) < 0.1
 
 
+@pytest.mark.parametrize("seed", [0, 1, 7])
+def test_motion_blur_seed_is_imagecorruptions_seed(seed: int, scenes: list, reference) -> None:
+    """The angle comes from RandomState(seed), as the reference's after np.random.seed(seed):
+    the same integer seed gives the same image (up to float rounding at a few pixels)."""
+    for image in scenes[:2]:
+        for severity in (1, 5):
+            ours = degrade(image, "motion_blur", severity, seed=seed)
+            np.random.seed(seed)
+            ref = np.asarray(
+                reference.corrupt(image, severity=severity, corruption_name="motion_blur")
+            )
+            assert (ours == ref).mean() > 0.99
+            assert np.abs(ours.astype(int) - ref.astype(int)).max() <= 1
+
+
 @pytest.mark.parametrize("name", IMAGENET_C)
 def test_extreme_levels_degrade_more_on_average(name: str, scenes: list) -> None:
     means = [
