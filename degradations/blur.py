@@ -431,15 +431,17 @@ def _local_shuffle(pixels: np.ndarray, offsets: np.ndarray, delta: int) -> None:
     stochastic=True,
     reference=_REFERENCE,
     truncate=True,
+    legacy_seed=True,
 )
 def glass_blur(image: np.ndarray, level: tuple, rng: np.random.Generator) -> tuple:
     """Frosted glass: Gaussian blur, local pixel shuffling within ±δ, Gaussian blur again.
 
     The same algorithm as imagecorruptions (sequential pixel moves in reverse raster order,
     see :func:`_local_shuffle`; the intermediate image truncated to ``uint8`` as there),
-    compiled with numba; the random offsets are drawn up front from ``rng``, uniform in
-    [-δ, δ - 1] like ``np.random.randint``. δ and the iteration count are used as integers
-    (at least 1).
+    compiled with numba; the random offsets are drawn up front, uniform in [-δ, δ - 1]: from
+    ``RandomState(seed)`` (``legacy_seed``) in the reference's loop order, so the same integer
+    seed moves the same pixels as imagecorruptions after ``np.random.seed(seed)``. δ and the
+    iteration count are used as integers (at least 1).
     """
     sigma, delta, iterations = level
     delta, iterations = max(1, round(delta)), max(1, round(iterations))
@@ -447,7 +449,12 @@ def glass_blur(image: np.ndarray, level: tuple, rng: np.random.Generator) -> tup
     blurred = gaussian_filter(image, sigma)
     pixels = np.clip(blurred * np.float32(255), 0, 255).astype(np.uint8)  # truncation as reference
     shape = (iterations, max(0, height - 2 * delta), max(0, width - 2 * delta), 2)
-    offsets = rng.integers(-delta, delta, size=shape, dtype=np.int16)
+    if isinstance(rng, np.random.RandomState):
+        # the reference's np.random.randint(-δ, δ, size=(2,)) per pixel, in its loop order:
+        # one call draws the same numbers (32-bit masked draws, not buffered across calls)
+        offsets = rng.randint(-delta, delta, size=shape).astype(np.int16)
+    else:
+        offsets = rng.integers(-delta, delta, size=shape, dtype=np.int16)
     _local_shuffle(pixels, offsets, delta)
     out = gaussian_filter(pixels.astype(np.float32) * np.float32(1 / 255), sigma)
     return out, {"sigma": float(sigma), "max_delta": int(delta), "iterations": int(iterations)}
