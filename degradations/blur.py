@@ -411,6 +411,10 @@ def _local_shuffle(pixels: np.ndarray, offsets: np.ndarray, delta: int) -> None:
                     pixels[h, w, c] = pixels[hp, wp, c]
 
 
+#: Rows of glass-blur moves drawn per ``RandomState.randint`` call (int64 before narrowing).
+_GLASS_DRAW_ROWS = 256
+
+
 @register_degradation(
     "glass_blur",
     # (σ px, max displacement δ px, iterations). 1-5: [(0.7,1,2), (0.9,2,1), (1,2,3),
@@ -451,8 +455,13 @@ def glass_blur(image: np.ndarray, level: tuple, rng: np.random.Generator) -> tup
     shape = (iterations, max(0, height - 2 * delta), max(0, width - 2 * delta), 2)
     if isinstance(rng, np.random.RandomState):
         # the reference's np.random.randint(-δ, δ, size=(2,)) per pixel, in its loop order:
-        # one call draws the same numbers (32-bit masked draws, not buffered across calls)
-        offsets = rng.randint(-delta, delta, size=shape).astype(np.int16)
+        # calls of any size draw the same numbers in sequence (32-bit masked draws, nothing
+        # buffered across calls), so blocks of rows keep the int64 temporaries small
+        offsets = np.empty(shape, np.int16)
+        rows = offsets.reshape(-1, *shape[2:])  # (iterations · rows, columns, 2)
+        for start in range(0, rows.shape[0], _GLASS_DRAW_ROWS):
+            block = rows[start : start + _GLASS_DRAW_ROWS]
+            block[...] = rng.randint(-delta, delta, size=block.shape)
     else:
         offsets = rng.integers(-delta, delta, size=shape, dtype=np.int16)
     _local_shuffle(pixels, offsets, delta)

@@ -272,3 +272,18 @@ def test_zoom_blur_equals_float_rgb_warps(severity: int, photo: np.ndarray) -> N
     for image in (photo, data.coffee()[:45, :77]):
         expected = _zoom_reference(to_float32(np.ascontiguousarray(image)), level)
         assert np.array_equal(degrade(np.ascontiguousarray(image), "zoom_blur", severity), expected)
+
+
+def test_glass_moves_drawn_in_blocks_equal_one_draw() -> None:
+    """RandomState moves are drawn a block of rows at a time: the same numbers as one call."""
+    from restorelab.degradations import blur
+
+    image = np.random.default_rng(0).integers(0, 256, (700, 300, 3), dtype=np.uint8)
+    out, _ = blur.glass_blur(to_float32(image), (1.5, 4, 2), np.random.RandomState(3))
+    offsets = np.random.RandomState(3).randint(-4, 4, size=(2, 692, 292, 2)).astype(np.int16)
+    pixels = blur.gaussian_filter(to_float32(image), 1.5) * np.float32(255)
+    pixels = np.clip(pixels, 0, 255).astype(np.uint8)
+    blur._local_shuffle(pixels, offsets, 4)
+    expected = blur.gaussian_filter(pixels.astype(np.float32) * np.float32(1 / 255), 1.5)
+    assert blur._GLASS_DRAW_ROWS < 692 * 2  # several blocks
+    assert np.array_equal(out, expected)
