@@ -155,7 +155,24 @@ def throughput(device: str, size: int, batch: int, repeat: int) -> dict:
     lpips, note = _lpips_metric(device)
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     unit_ref, unit_dist = ref.double() / 255, dist.double() / 255
+
+    def with_filter(method: str, dtype: torch.dtype) -> Callable:
+        def run() -> tuple:
+            batched.FILTER_METHOD = method
+            try:
+                return (
+                    batched.psnr_batch(unit_ref, unit_dist, dtype=dtype),
+                    batched.ssim_batch(unit_ref, unit_dist, dtype=dtype),
+                )
+            finally:
+                batched.FILTER_METHOD = None
+
+        return run
+
     cases = {
+        "psnr+ssim float64, shifted adds": with_filter("shift", torch.float64),
+        "psnr+ssim float64, banded": with_filter("banded", torch.float64),
+        "psnr+ssim float32, banded": with_filter("banded", torch.float32),
         "psnr+ssim float64": lambda: (
             batched.psnr_batch(unit_ref, unit_dist),
             batched.ssim_batch(unit_ref, unit_dist),
@@ -184,7 +201,7 @@ def throughput(device: str, size: int, batch: int, repeat: int) -> dict:
             sync()
             rate = repeat * batch / (time.perf_counter() - start)
             out["pairs_per_s"][label] = rate
-            print(f"{label:<28} {rate:10.1f} pairs/s", flush=True)
+            print(f"{label:<34} {rate:10.1f} pairs/s", flush=True)
     if device.startswith("cuda"):
         print(f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
     return out

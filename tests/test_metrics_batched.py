@@ -180,3 +180,18 @@ def test_batched_fidelity_on_cuda_equals_cpu(pairs: list, name: str) -> None:
     on_gpu = metric.batch(references.cuda(), distorted.cuda())
     assert on_gpu.is_cuda
     torch.testing.assert_close(on_gpu.cpu(), metric.batch(references, distorted), atol=1e-9, rtol=0)
+
+
+@pytest.mark.parametrize("shape", [(2, 5, 11, 11), (1, 3, 37, 53), (2, 1, 130, 75)])
+def test_banded_and_shifted_filters_agree(shape: tuple) -> None:
+    """The GPU default (tiles times a banded matrix) equals the CPU default (shifted adds)."""
+    from restorelab.benchmark.metrics import batched
+
+    planes = torch.rand(shape, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    planes *= 255
+    shifted = batched._gaussian_valid(planes.clone(), "shift")
+    banded = batched._gaussian_valid(planes.clone(), "banded")
+    assert banded.shape == shifted.shape == (*shape[:2], shape[2] - 10, shape[3] - 10)
+    torch.testing.assert_close(banded, shifted, atol=1e-10, rtol=0)
+    with pytest.raises(ValueError, match="'shift' or 'banded'"):
+        batched._gaussian_valid(planes, "fft")
