@@ -476,6 +476,29 @@ def _write_run_info(
     update_json_locked(run_dir / RUN_FILE, update)
 
 
+def _checked_restorers(
+    restorers: Sequence[str | Restorer], metrics: Sequence[str]
+) -> list[Restorer]:
+    """Restorer objects for ``restorers``; raises before any work on an empty list, a label
+    listed twice or an unknown metric."""
+    restorer_objs = [r if isinstance(r, Restorer) else create_restorer(r) for r in restorers]
+    if not restorer_objs:
+        raise ValueError("give at least one restorer")
+    labels = [r.label for r in restorer_objs]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"restorers listed twice: {labels}")
+    for name in metrics:
+        create_metric(name)
+    return restorer_objs
+
+
+def _flush_rows(store: ResultsStore, summary: BenchmarkSummary, buffer: list[dict]) -> None:
+    """Write the buffered rows as one part, count them and empty the buffer."""
+    store.append(buffer)
+    summary.rows_written += len(buffer)
+    buffer.clear()
+
+
 def run_benchmark(
     corpus: str | os.PathLike,
     grid: Grid,
@@ -536,14 +559,7 @@ def run_benchmark(
     corpus = Path(corpus)
     run_dir = Path(out)
     shard_index, shard_count = parse_shard(shard)
-    restorer_objs = [r if isinstance(r, Restorer) else create_restorer(r) for r in restorers]
-    if not restorer_objs:
-        raise ValueError("give at least one restorer")
-    labels = [r.label for r in restorer_objs]
-    if len(set(labels)) != len(labels):
-        raise ValueError(f"restorers listed twice: {labels}")
-    for name in metrics:
-        create_metric(name)  # fail before any work on an unknown metric
+    restorer_objs = _checked_restorers(restorers, metrics)
     items = load_corpus(corpus)[shard_index::shard_count]
     run_dir.mkdir(parents=True, exist_ok=True)
     _write_run_info(run_dir, corpus, grid, restorer_objs, metrics, (shard_index, shard_count))
@@ -554,11 +570,6 @@ def run_benchmark(
     summary = BenchmarkSummary(run_dir, len(items) * len(grid), 0, skipped)
     specs = [(r.name, dict(r.options)) for r in restorer_objs]
     buffer: list[dict] = []
-
-    def flush() -> None:
-        store.append(buffer)
-        summary.rows_written += len(buffer)
-        buffer.clear()
 
     bar = tqdm(total=len(tasks), desc=f"bench {grid.name}", unit="cell", disable=not progress)
     try:
@@ -572,10 +583,10 @@ def run_benchmark(
                     )
             buffer.extend(rows)
             if len(buffer) >= flush_every:
-                flush()
+                _flush_rows(store, summary, buffer)
             bar.update(1)
     finally:
-        flush()
+        _flush_rows(store, summary, buffer)
         bar.close()
     return summary
 
@@ -766,14 +777,7 @@ def run_benchmark_pairs(
     """
     run_dir = Path(out)
     shard_index, shard_count = parse_shard(shard)
-    restorer_objs = [r if isinstance(r, Restorer) else create_restorer(r) for r in restorers]
-    if not restorer_objs:
-        raise ValueError("give at least one restorer")
-    labels = [r.label for r in restorer_objs]
-    if len(set(labels)) != len(labels):
-        raise ValueError(f"restorers listed twice: {labels}")
-    for name in metrics:
-        create_metric(name)
+    restorer_objs = _checked_restorers(restorers, metrics)
     pairs, unmatched = match_pairs(lq_dir, gt_dir)
     pairs = pairs[shard_index::shard_count]
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -789,11 +793,6 @@ def run_benchmark_pairs(
     _WORKER["metrics"] = {name: create_metric(name) for name in metrics}
     _WORKER["image_root"] = str(run_dir) if save_images else None
     buffer: list[dict] = []
-
-    def flush() -> None:
-        store.append(buffer)
-        summary.rows_written += len(buffer)
-        buffer.clear()
 
     bar = tqdm(total=len(pairs), desc="bench pairs", unit="pair", disable=not progress)
     try:
@@ -813,9 +812,9 @@ def run_benchmark_pairs(
                 ]
                 buffer.extend(rows)
                 if len(buffer) >= flush_every:
-                    flush()
+                    _flush_rows(store, summary, buffer)
             bar.update(1)
     finally:
-        flush()
+        _flush_rows(store, summary, buffer)
         bar.close()
     return summary
