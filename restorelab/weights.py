@@ -54,6 +54,8 @@ class WeightSpec:
     locate: Callable[[], Path | None]
     how_to_get: str
     needed_for: str
+    #: For torchvision checkpoints: the file name in ``$TORCH_HOME/hub/checkpoints``.
+    filename: str | None = None
 
 
 def _env_or(var: str, fallback: Callable[[], Path | None], required: str) -> Callable:
@@ -121,6 +123,36 @@ _TORCHVISION_RECIPE = (
     "~/.cache/torch/hub/checkpoints/{file} to $TORCH_HOME/hub/checkpoints/ here"
 )
 
+
+def _torchvision_spec(
+    key: str, description: str, fn: str, file: str, needed_for: str
+) -> WeightSpec:
+    """A torchvision ImageNet checkpoint, looked for in ``$TORCH_HOME/hub/checkpoints``."""
+    return WeightSpec(
+        key=key,
+        description=description,
+        expected=f"$TORCH_HOME/hub/checkpoints/{file}",
+        locate=_torch_checkpoint(file),
+        how_to_get=_TORCHVISION_RECIPE.format(fn=fn, file=file),
+        needed_for=needed_for,
+        filename=file,
+    )
+
+
+def _torch_hub_spec(
+    key: str, description: str, metric: str, folder: str, file: str, needed_for: str
+) -> WeightSpec:
+    """A file pyiqa downloads into ``$TORCH_HOME/hub/<folder>`` when ``metric`` is created."""
+    return WeightSpec(
+        key=key,
+        description=description,
+        expected=f"$TORCH_HOME/hub/{folder}/{file}",
+        locate=_torch_hub_file(folder, file),
+        how_to_get=_PYIQA_RECIPE.format(metric=metric, folder=folder, file=file),
+        needed_for=needed_for,
+    )
+
+
 WEIGHTS: dict[str, WeightSpec] = {
     spec.key: spec
     for spec in (
@@ -139,21 +171,19 @@ WEIGHTS: dict[str, WeightSpec] = {
             "--local-dir sdxl-base`, copy the folder here and set RESTORELAB_SDXL_BASE to it",
             needed_for="the SDXL+LoRA restorer and LoRA training",
         ),
-        WeightSpec(
-            key="lpips-alex-backbone",
-            description="AlexNet ImageNet weights (LPIPS 'alex' backbone)",
-            expected="$TORCH_HOME/hub/checkpoints/alexnet-owt-7be5be79.pth",
-            locate=_torch_checkpoint("alexnet-owt-7be5be79.pth"),
-            how_to_get=_TORCHVISION_RECIPE.format(fn="alexnet", file="alexnet-owt-7be5be79.pth"),
-            needed_for="the lpips metric (net=alex)",
+        _torchvision_spec(
+            "lpips-alex-backbone",
+            "AlexNet ImageNet weights (LPIPS 'alex' backbone)",
+            "alexnet",
+            "alexnet-owt-7be5be79.pth",
+            "the lpips metric (net=alex)",
         ),
-        WeightSpec(
-            key="lpips-vgg-backbone",
-            description="VGG-16 ImageNet weights (LPIPS 'vgg' backbone)",
-            expected="$TORCH_HOME/hub/checkpoints/vgg16-397923af.pth",
-            locate=_torch_checkpoint("vgg16-397923af.pth"),
-            how_to_get=_TORCHVISION_RECIPE.format(fn="vgg16", file="vgg16-397923af.pth"),
-            needed_for="the lpips metric (net=vgg)",
+        _torchvision_spec(
+            "lpips-vgg-backbone",
+            "VGG-16 ImageNet weights (LPIPS 'vgg' backbone)",
+            "vgg16",
+            "vgg16-397923af.pth",
+            "the lpips metric (net=vgg)",
         ),
         WeightSpec(
             key="lpips-alex-linear",
@@ -171,13 +201,12 @@ WEIGHTS: dict[str, WeightSpec] = {
             how_to_get="pip install lpips (the file ships inside the package)",
             needed_for="the lpips metric (net=vgg)",
         ),
-        WeightSpec(
-            key="dists-vgg-backbone",
-            description="VGG-16 ImageNet weights (DISTS backbone)",
-            expected="$TORCH_HOME/hub/checkpoints/vgg16-397923af.pth",
-            locate=_torch_checkpoint("vgg16-397923af.pth"),
-            how_to_get=_TORCHVISION_RECIPE.format(fn="vgg16", file="vgg16-397923af.pth"),
-            needed_for="the dists metric",
+        _torchvision_spec(
+            "dists-vgg-backbone",
+            "VGG-16 ImageNet weights (DISTS backbone)",
+            "vgg16",
+            "vgg16-397923af.pth",
+            "the dists metric",
         ),
         WeightSpec(
             key="dists-alpha-beta",
@@ -194,43 +223,37 @@ WEIGHTS: dict[str, WeightSpec] = {
             ),
             needed_for="the dists metric",
         ),
-        WeightSpec(
-            key="pyiqa-niqe",
-            description="NIQE natural-scene statistics model (pyiqa)",
-            expected="$TORCH_HOME/hub/pyiqa/niqe_modelparameters.mat",
-            locate=_torch_hub_file("pyiqa", "niqe_modelparameters.mat"),
-            how_to_get=_PYIQA_RECIPE.format(
-                metric="niqe", folder="pyiqa", file="niqe_modelparameters.mat"
-            ),
-            needed_for="the niqe metric",
+        _torch_hub_spec(
+            "pyiqa-niqe",
+            "NIQE natural-scene statistics model (pyiqa)",
+            "niqe",
+            "pyiqa",
+            "niqe_modelparameters.mat",
+            "the niqe metric",
         ),
-        WeightSpec(
-            key="pyiqa-musiq-koniq",
-            description="MUSIQ trained on KonIQ-10k (pyiqa)",
-            expected="$TORCH_HOME/hub/pyiqa/musiq_koniq_ckpt-e95806b9.pth",
-            locate=_torch_hub_file("pyiqa", "musiq_koniq_ckpt-e95806b9.pth"),
-            how_to_get=_PYIQA_RECIPE.format(
-                metric="musiq", folder="pyiqa", file="musiq_koniq_ckpt-e95806b9.pth"
-            ),
-            needed_for="the musiq metric",
+        _torch_hub_spec(
+            "pyiqa-musiq-koniq",
+            "MUSIQ trained on KonIQ-10k (pyiqa)",
+            "musiq",
+            "pyiqa",
+            "musiq_koniq_ckpt-e95806b9.pth",
+            "the musiq metric",
         ),
-        WeightSpec(
-            key="clip-rn50",
-            description="OpenAI CLIP RN50 (CLIP-IQA backbone, loaded by pyiqa)",
-            expected="$TORCH_HOME/hub/clip/RN50.pt",
-            locate=_torch_hub_file("clip", "RN50.pt"),
-            how_to_get=_PYIQA_RECIPE.format(metric="clipiqa", folder="clip", file="RN50.pt"),
-            needed_for="the clipiqa metric",
+        _torch_hub_spec(
+            "clip-rn50",
+            "OpenAI CLIP RN50 (CLIP-IQA backbone, loaded by pyiqa)",
+            "clipiqa",
+            "clip",
+            "RN50.pt",
+            "the clipiqa metric",
         ),
-        WeightSpec(
-            key="pyiqa-maniqa-koniq",
-            description="MANIQA trained on KonIQ-10k (pyiqa)",
-            expected="$TORCH_HOME/hub/pyiqa/ckpt_koniq10k.pt",
-            locate=_torch_hub_file("pyiqa", "ckpt_koniq10k.pt"),
-            how_to_get=_PYIQA_RECIPE.format(
-                metric="maniqa", folder="pyiqa", file="ckpt_koniq10k.pt"
-            ),
-            needed_for="the maniqa metric",
+        _torch_hub_spec(
+            "pyiqa-maniqa-koniq",
+            "MANIQA trained on KonIQ-10k (pyiqa)",
+            "maniqa",
+            "pyiqa",
+            "ckpt_koniq10k.pt",
+            "the maniqa metric",
         ),
         WeightSpec(
             key="timm-vit-b8",
@@ -254,6 +277,24 @@ def find_weights(key: str) -> Path | None:
     if key not in WEIGHTS:
         raise KeyError(f"unknown weights {key!r}; known: {', '.join(sorted(WEIGHTS))}")
     return WEIGHTS[key].locate()
+
+
+def checkpoint_path(key: str, weights_dir: str | os.PathLike | None = None) -> Path:
+    """The torchvision checkpoint of spec ``key`` in ``weights_dir`` (default
+    ``$TORCH_HOME/hub/checkpoints``); raise :class:`MissingWeightsError` naming the file and
+    how to get it into that folder."""
+    spec = WEIGHTS[key]
+    if spec.filename is None:
+        raise ValueError(f"weights {key!r} are not a torchvision checkpoint")
+    default = torch_home() / "hub" / "checkpoints"
+    folder = default if weights_dir is None else Path(weights_dir).expanduser()
+    path = folder / spec.filename
+    if not path.is_file():
+        recipe = spec.how_to_get.replace("$TORCH_HOME/hub/checkpoints/", f"{folder}/")
+        raise MissingWeightsError(
+            f"{spec.description} not found: {path} does not exist. To get it: {recipe}."
+        )
+    return path
 
 
 def require_weights(key: str) -> Path:

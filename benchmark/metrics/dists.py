@@ -29,7 +29,7 @@ import numpy as np
 
 from restorelab.benchmark.metrics.base import register_metric
 from restorelab.benchmark.metrics.fidelity import _crop
-from restorelab.weights import WEIGHTS, MissingWeightsError, require_weights, torch_home
+from restorelab.weights import WEIGHTS, MissingWeightsError, checkpoint_path, require_weights
 
 __all__ = ["DISTS_CHANNELS", "build_dists", "dists_distance", "load_dists"]
 
@@ -40,7 +40,6 @@ DISTS_CHANNELS = (3, 64, 128, 256, 512, 512)
 _POOL_CHANNELS = {4: 64, 9: 128, 16: 256, 23: 512}
 #: ``vgg16().features`` slice (start, stop) that ends at each feature set after the input.
 _STAGES = ((0, 4), (4, 9), (9, 16), (16, 23), (23, 30))
-_BACKBONE_FILE = "vgg16-397923af.pth"
 _ALPHA_BETA_FILES = ("DISTS_weights-f5e65c96.pth", "weights.pt")
 _CACHE: dict[tuple, Any] = {}
 _LOCK = threading.Lock()
@@ -134,16 +133,9 @@ def build_dists() -> Any:
 def _weight_files(weights_dir: str | None) -> tuple[Path, Path]:
     """(VGG-16 checkpoint, α/β file); raise :class:`MissingWeightsError` naming what is absent."""
     if weights_dir is None:
-        backbone = torch_home() / "hub" / "checkpoints" / _BACKBONE_FILE
-        if not backbone.is_file():
-            spec = WEIGHTS["dists-vgg-backbone"]
-            raise MissingWeightsError(
-                f"{spec.description} not found: {backbone} does not exist. "
-                f"To get it: {spec.how_to_get}."
-            )
-        return backbone, require_weights("dists-alpha-beta")
+        return checkpoint_path("dists-vgg-backbone"), require_weights("dists-alpha-beta")
     folder = Path(weights_dir).expanduser()
-    backbone = folder / _BACKBONE_FILE
+    backbone = folder / WEIGHTS["dists-vgg-backbone"].filename
     found = [folder / name for name in _ALPHA_BETA_FILES if (folder / name).is_file()]
     missing = [] if backbone.is_file() else [backbone.name]
     if not found:

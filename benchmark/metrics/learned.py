@@ -26,13 +26,13 @@ import numpy as np
 
 from restorelab.benchmark.metrics.base import register_metric
 from restorelab.benchmark.metrics.fidelity import _crop, _psnr
-from restorelab.weights import WEIGHTS, MissingWeightsError, require_weights, torch_home
+from restorelab.weights import checkpoint_path, require_weights
 
 # ---------------------------------------------------------------------------------------------
 # LPIPS
 # ---------------------------------------------------------------------------------------------
 
-_LPIPS_NETS = {"alex": "alexnet-owt-7be5be79.pth", "vgg": "vgg16-397923af.pth"}
+_LPIPS_NETS = ("alex", "vgg")  # backbone files: the lpips-<net>-backbone weight specs
 _LPIPS_CACHE: dict[tuple[str, str, str], Any] = {}
 _LPIPS_LOCK = threading.Lock()
 
@@ -41,16 +41,7 @@ def _lpips_backbone_path(net: str, weights_dir: str | None) -> Path:
     """The backbone checkpoint for ``net``; raise :class:`MissingWeightsError` when absent."""
     if net not in _LPIPS_NETS:
         raise ValueError(f"lpips: net must be one of {sorted(_LPIPS_NETS)}, got {net!r}")
-    default_dir = torch_home() / "hub" / "checkpoints"
-    folder = default_dir if weights_dir is None else Path(weights_dir).expanduser()
-    path = folder / _LPIPS_NETS[net]
-    if not path.is_file():
-        spec = WEIGHTS[f"lpips-{net}-backbone"]
-        recipe = spec.how_to_get.replace("$TORCH_HOME/hub/checkpoints/", f"{folder}/")
-        raise MissingWeightsError(
-            f"{spec.description} not found: {path} does not exist. To get it: {recipe}."
-        )
-    return path
+    return checkpoint_path(f"lpips-{net}-backbone", weights_dir)
 
 
 def _resolve_device(device: str) -> str:
