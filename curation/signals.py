@@ -23,13 +23,7 @@ import cv2
 import numpy as np
 
 from restorelab.imageio import DecodedImage
-from restorelab.jpeg import (  # noqa: F401  (re-exported)
-    IJG_CHROMA_TABLE,
-    IJG_LUMA_TABLE,
-    ZIGZAG_TO_NATURAL,
-    ijg_scale_factor,
-    ijg_tables,
-)
+from restorelab.jpeg import ZIGZAG_TO_NATURAL, ijg_tables
 
 Signals = dict[str, float | int | bool | str | None]
 
@@ -363,8 +357,8 @@ def jpeg_quality(encoded: bytes) -> JpegQuality | None:
 
     Every IJG quality 1–100 is tried, with baseline (≤ 255) and extended (≤ 32767) clamping,
     its tables built by libjpeg's formula from the ITU-T T.81 Annex K tables
-    (:func:`ijg_tables`); the one with the smallest mean absolute difference over the luma
-    table and the chroma tables wins.
+    (:func:`restorelab.jpeg.ijg_tables`); the one with the smallest mean absolute difference
+    over the luma table and the chroma tables wins.
 
     Parameters
     ----------

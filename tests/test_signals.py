@@ -27,8 +27,6 @@ from restorelab.curation.signals import (
     colourfulness,
     compute_signals,
     entropy,
-    ijg_scale_factor,
-    ijg_tables,
     jpeg_quality,
     jpeg_quantization_tables,
     luma,
@@ -37,6 +35,7 @@ from restorelab.curation.signals import (
     sharpness,
 )
 from restorelab.imageio import DecodedImage, decode_image_info
+from restorelab.jpeg import ijg_scale_factor, ijg_tables
 
 PHOTO_NAMES = ("astronaut", "coffee", "chelsea", "rocket")
 #: Norm of the BT.601 luma weights: independent noise of σ per channel is σ·0.6686 on luma.
