@@ -28,22 +28,34 @@ from restorelab.benchmark.metrics.fidelity import (
     _SSIM_RADIUS,
 )
 
-__all__ = ["psnr_batch", "psnr_y_batch", "rgb_to_y_batch", "ssim_batch", "ssim_y_batch"]
+__all__ = [
+    "crop_batch",
+    "psnr_batch",
+    "psnr_y_batch",
+    "rgb_to_y_batch",
+    "ssim_batch",
+    "ssim_y_batch",
+]
 
 _Y_WEIGHTS = (65.481, 128.553, 24.966)
 
 
-def _prepare(batch: torch.Tensor, crop_border: int, dtype: torch.dtype) -> torch.Tensor:
-    """[0, 1] batch → 0-255 scale in ``dtype``, cropped."""
+def crop_batch(batch: torch.Tensor, crop_border: int) -> torch.Tensor:
+    """``batch`` (..., H, W) without ``crop_border`` pixels on each side (a view)."""
     if crop_border < 0:
         raise ValueError(f"crop_border must be >= 0, got {crop_border}")
-    if crop_border:
-        if min(batch.shape[-2:]) <= 2 * crop_border:
-            raise ValueError(
-                f"crop_border={crop_border} leaves nothing of a {tuple(batch.shape)} batch"
-            )
-        batch = batch[..., crop_border:-crop_border, crop_border:-crop_border]
-    return batch.to(dtype) * 255.0
+    if not crop_border:
+        return batch
+    if min(batch.shape[-2:]) <= 2 * crop_border:
+        raise ValueError(
+            f"crop_border={crop_border} leaves nothing of a {tuple(batch.shape)} batch"
+        )
+    return batch[..., crop_border:-crop_border, crop_border:-crop_border]
+
+
+def _prepare(batch: torch.Tensor, crop_border: int, dtype: torch.dtype) -> torch.Tensor:
+    """[0, 1] batch → 0-255 scale in ``dtype``, cropped."""
+    return crop_batch(batch, crop_border).to(dtype) * 255.0
 
 
 def rgb_to_y_batch(rgb255: torch.Tensor) -> torch.Tensor:

@@ -219,9 +219,9 @@ def dists_batch(
     """
     import torch
 
-    if crop_border:
-        reference = reference[..., crop_border:-crop_border, crop_border:-crop_border]
-        distorted = distorted[..., crop_border:-crop_border, crop_border:-crop_border]
+    from restorelab.benchmark.metrics.batched import crop_batch
+
+    reference, distorted = crop_batch(reference, crop_border), crop_batch(distorted, crop_border)
     model = _model(str(reference.device), weights_dir)
     with torch.inference_mode():
         return model(reference.float(), distorted.float())

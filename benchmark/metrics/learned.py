@@ -133,9 +133,9 @@ def lpips_batch(
 
     The model runs on the batches' device (``device`` is ignored here).
     """
-    if crop_border:
-        reference = reference[..., crop_border:-crop_border, crop_border:-crop_border]
-        distorted = distorted[..., crop_border:-crop_border, crop_border:-crop_border]
+    from restorelab.benchmark.metrics.batched import crop_batch
+
+    reference, distorted = crop_batch(reference, crop_border), crop_batch(distorted, crop_border)
     model = _lpips_model(net, str(reference.device), weights_dir)
     return model(reference.float() * 2.0 - 1.0, distorted.float() * 2.0 - 1.0).reshape(-1)
 
