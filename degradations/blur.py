@@ -411,6 +411,17 @@ def _local_shuffle(pixels: np.ndarray, offsets: np.ndarray, delta: int) -> None:
                     pixels[h, w, c] = pixels[hp, wp, c]
 
 
+def glass_parameters(level: tuple) -> tuple[float, int, int]:
+    """(σ, δ, iterations) of a glass-blur level, δ and iterations as integers ≥ 1."""
+    sigma, delta, iterations = level
+    return float(sigma), max(1, round(delta)), max(1, round(iterations))
+
+
+def glass_moves_shape(delta: int, iterations: int, height: int, width: int) -> tuple:
+    """Shape of the (dx, dy) moves: (iterations, H - 2δ, W - 2δ, 2), empty when δ is too big."""
+    return (iterations, max(0, height - 2 * delta), max(0, width - 2 * delta), 2)
+
+
 #: Rows of glass-blur moves drawn per ``RandomState.randint`` call (int64 before narrowing).
 _GLASS_DRAW_ROWS = 256
 
@@ -447,12 +458,11 @@ def glass_blur(image: np.ndarray, level: tuple, rng: np.random.Generator) -> tup
     seed moves the same pixels as imagecorruptions after ``np.random.seed(seed)``. δ and the
     iteration count are used as integers (at least 1).
     """
-    sigma, delta, iterations = level
-    delta, iterations = max(1, round(delta)), max(1, round(iterations))
+    sigma, delta, iterations = glass_parameters(level)
     height, width = image.shape[:2]
     blurred = gaussian_filter(image, sigma)
     pixels = np.clip(blurred * np.float32(255), 0, 255).astype(np.uint8)  # truncation as reference
-    shape = (iterations, max(0, height - 2 * delta), max(0, width - 2 * delta), 2)
+    shape = glass_moves_shape(delta, iterations, height, width)
     if isinstance(rng, np.random.RandomState):
         # the reference's np.random.randint(-δ, δ, size=(2,)) per pixel, in its loop order:
         # calls of any size draw the same numbers in sequence (32-bit masked draws, nothing

@@ -50,6 +50,7 @@ from restorelab.degradations.base import (
     op_rng,
     rng_for,
 )
+from restorelab.degradations.blur import glass_moves_shape, glass_parameters
 from restorelab.degradations.kernels import disk_kernel, gaussian_radius, motion_kernel
 from restorelab.degradations.torch_jpeg import jpeg_roundtrip_batch
 from restorelab.registry import Registry
@@ -388,11 +389,10 @@ def _glass_blur_torch(x: torch.Tensor, severity: int, seeds: tuple[int, ...]) ->
     generator (uniform integers in [-δ, δ - 1]), so the result matches the numpy op in
     distribution; given the numpy op's offsets the shuffle is identical.
     """
-    sigma, delta, iterations = _level("glass_blur", severity)
-    delta, iterations = max(1, round(delta)), max(1, round(iterations))
+    sigma, delta, iterations = glass_parameters(_level("glass_blur", severity))
     height, width = x.shape[-2:]
-    pixels = _gaussian(x, float(sigma)).mul_(255.0).clamp_(0.0, 255.0).floor_()
-    shape = (iterations, max(0, height - 2 * delta), max(0, width - 2 * delta), 2)
+    pixels = _gaussian(x, sigma).mul_(255.0).clamp_(0.0, 255.0).floor_()
+    shape = glass_moves_shape(delta, iterations, height, width)
     offsets = torch.stack(
         [
             torch.randint(-delta, delta, shape, generator=gen, device=x.device, dtype=torch.int16)
@@ -400,7 +400,7 @@ def _glass_blur_torch(x: torch.Tensor, severity: int, seeds: tuple[int, ...]) ->
         ]
     )
     shuffled = local_shuffle_batch(pixels, offsets, delta)
-    return _gaussian(shuffled.mul_(float(_INV_255)), float(sigma))
+    return _gaussian(shuffled.mul_(float(_INV_255)), sigma)
 
 
 # ---------------------------------------------------------------------------------------------
