@@ -75,3 +75,59 @@ def test_metric_metadata_and_errors() -> None:
         create_metric("psnr", bogus=1)
     with pytest.raises(ValueError, match="same shape"):
         metric(np.zeros((4, 4, 3), np.uint8), np.zeros((4, 5, 3), np.uint8))
+
+
+def _basicsr_style_y(image: np.ndarray) -> np.ndarray:
+    """Y as BasicSR's ``to_y_channel`` makes it: float32 in [0, 1], then back to [0, 255]."""
+    scaled = image.astype(np.float32) / 255.0
+    weights = np.array([65.481, 128.553, 24.966], np.float32)
+    return ((scaled @ weights + 16.0) / 255.0 * 255.0).astype(np.float64)[..., None]
+
+
+def _basicsr_style_ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """Per-channel SSIM by cv2.filter2D with an 11×11 σ=1.5 Gaussian, valid region, mean."""
+    cv2 = pytest.importorskip("cv2")
+    kernel = cv2.getGaussianKernel(11, 1.5)
+    window = kernel @ kernel.T
+
+    def local_mean(x: np.ndarray) -> np.ndarray:
+        return cv2.filter2D(x, -1, window)[5:-5, 5:-5]
+
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    values = []
+    for channel in range(a.shape[2]):
+        x, y = a[..., channel], b[..., channel]
+        mx, my = local_mean(x), local_mean(y)
+        vx, vy = local_mean(x * x) - mx**2, local_mean(y * y) - my**2
+        cxy = local_mean(x * y) - mx * my
+        ssim_map = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
+        values.append(ssim_map.mean())
+    return float(np.mean(values))
+
+
+@pytest.mark.parametrize("photo", ["coffee", "chelsea"])
+@pytest.mark.parametrize("crop", [0, 4])
+def test_scores_equal_an_independent_basicsr_style_reference(photo: str, crop: int) -> None:
+    """The acceptance check: psnr, ssim, psnr_y, ssim_y equal BasicSR's recipe to 1e-4.
+
+    The reference is written the way BasicSR's ``calculate_psnr``/``calculate_ssim`` compute
+    (OpenCV filtering rather than scikit-image, Y in float32), on full-size real photographs.
+    """
+    from skimage import data
+
+    clean = getattr(data, photo)()
+    for op, severity in [("jpeg_compression", 2), ("gaussian_blur", 3), ("gaussian_noise", 2)]:
+        degraded = degrade(clean, op, severity, seed=0)
+        a, b = clean.astype(np.float64), degraded.astype(np.float64)
+        if crop:
+            a, b = a[crop:-crop, crop:-crop], b[crop:-crop, crop:-crop]
+        ya, yb = _basicsr_style_y(a), _basicsr_style_y(b)
+        expected = {
+            "psnr": 10 * np.log10(255.0**2 / np.mean((a - b) ** 2)),
+            "ssim": _basicsr_style_ssim(a, b),
+            "psnr_y": 10 * np.log10(255.0**2 / np.mean((ya - yb) ** 2)),
+            "ssim_y": _basicsr_style_ssim(ya, yb),
+        }
+        for name, value in expected.items():
+            ours = create_metric(name, crop_border=crop)(clean, degraded)
+            assert ours == pytest.approx(value, abs=1e-4), (photo, op, name)

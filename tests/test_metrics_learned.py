@@ -145,6 +145,87 @@ def test_no_reference_metric_without_weights(
     assert str(tmp_path) in str(info.value) and "To get it" in str(info.value)
 
 
+_PYIQA_THROUGH_OURS = """
+import json, sys
+import numpy as np, torch, pyiqa
+from PIL import Image
+from restorelab.benchmark.metrics import create_metric
+image = np.asarray(Image.open(sys.argv[1]).convert("RGB"))
+tensor = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
+out = {}
+for name in ("niqe", "musiq"):
+    ours = create_metric(name, device="cpu")(None, image)
+    theirs = float(pyiqa.create_metric(name, device="cpu")(tensor).reshape(-1)[0])
+    out[name] = [ours, theirs]
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.skipif(importlib.util.find_spec("pyiqa") is None, reason="pyiqa not installed")
+def test_no_reference_metrics_run_pyiqa_on_local_files(
+    tmp_path: Path, astronaut: np.ndarray
+) -> None:
+    """NIQE and MUSIQ end to end with model files the test makes (random, not the real ones).
+
+    Checks the plumbing: the files are found in ``$TORCH_HOME``, values equal pyiqa's own on
+    the same image, and ``score --json`` stays machine-readable (pyiqa prints while loading).
+    """
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import scipy.io
+    import torch
+    from PIL import Image
+    from pyiqa.archs.musiq_arch import MUSIQ
+
+    cache = tmp_path / "torch" / "hub" / "pyiqa"
+    cache.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    factor = rng.normal(size=(36, 36))
+    scipy.io.savemat(
+        cache / "niqe_modelparameters.mat",
+        {"mu_prisparam": rng.normal(size=(1, 36)), "cov_prisparam": factor @ factor.T + np.eye(36)},
+    )
+    torch.manual_seed(0)
+    torch.save(MUSIQ(pretrained=False).state_dict(), cache / "musiq_koniq_ckpt-e95806b9.pth")
+    clean, blurred = tmp_path / "clean.png", tmp_path / "blurred.png"
+    Image.fromarray(astronaut).save(clean)
+    Image.fromarray(degrade(astronaut, "gaussian_blur", 3)).save(blurred)
+    env = {**os.environ, "TORCH_HOME": str(tmp_path / "torch"), "HF_HUB_OFFLINE": "1"}
+
+    compared = subprocess.run(
+        [sys.executable, "-c", _PYIQA_THROUGH_OURS, str(blurred)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    for name, (ours, theirs) in json.loads(compared.stdout.splitlines()[-1]).items():
+        assert math.isfinite(ours) and ours == pytest.approx(theirs, rel=1e-6), name
+
+    cli = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "restorelab.cli",
+            "score",
+            str(clean),
+            str(blurred),
+            "--metrics",
+            "psnr,niqe,musiq",
+            "--json",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    scores = json.loads(cli.stdout)  # nothing but the JSON object on stdout
+    assert set(scores) == {"psnr", "niqe", "musiq"} and all(map(math.isfinite, scores.values()))
+
+
 @pytest.mark.parametrize("shape", [(128, 128), (75, 203), (11, 11), (12, 80)])
 def test_fast_ssim_equals_scikit_image(photos: dict[str, np.ndarray], shape: tuple) -> None:
     # scikit-image's structural_similarity is the reference (it defines the convention); the

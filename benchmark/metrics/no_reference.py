@@ -12,7 +12,9 @@ The metrics score the distorted (restored) image alone; the reference argument i
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import sys
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -105,12 +107,16 @@ def _model(entry: _PyiqaMetric, device: str) -> Any:
     with _LOCK:
         key = (entry.name, device)
         if key not in _MODELS:
-            import pyiqa
             import torch
 
-            _MODELS[key] = pyiqa.create_metric(
-                entry.pyiqa_name, device=torch.device(device), as_loss=False
-            )
+            # pyiqa prints "Loading pretrained model ..." on stdout, which would corrupt
+            # machine-readable output such as ``restorelab score --json``: send it to stderr.
+            with contextlib.redirect_stdout(sys.stderr):
+                import pyiqa
+
+                _MODELS[key] = pyiqa.create_metric(
+                    entry.pyiqa_name, device=torch.device(device), as_loss=False
+                )
         return _MODELS[key]
 
 
