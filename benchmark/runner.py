@@ -26,12 +26,13 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from restorelab.benchmark.metrics import create_metric
+from restorelab.benchmark.pairing import match_folders
 from restorelab.benchmark.restorers import Restorer, create_restorer
 from restorelab.config import Grid
 from restorelab.corpus import CorpusItem, load_corpus
 from restorelab.degradations import degrade_with_params
 from restorelab.environment import hardware_info, package_versions
-from restorelab.imageio import iter_image_files, read_image
+from restorelab.imageio import read_image
 from restorelab.parallel import process_pool
 from restorelab.results import (
     RUN_FILE,
@@ -617,54 +618,6 @@ def _execute(
 
 
 # --- paired test sets ----------------------------------------------------------------------
-#: Trailing name tokens that mark a file as the LQ or GT side of a pair (case-insensitive):
-#: DIV2K ``0801x4``, RealSR ``Canon_001_LR4`` / ``Canon_001_HR``, DRealSR ``x_x4`` / ``x_x1``.
-_PAIR_SUFFIX = re.compile(r"[_-]?(?:x\d+|lr\d*|hr\d*|lq|gt)$", re.IGNORECASE)
-
-
-def _pair_key(path: Path) -> str:
-    return _PAIR_SUFFIX.sub("", path.stem).lower() or path.stem.lower()
-
-
-def match_pairs(
-    lq_dir: str | os.PathLike, gt_dir: str | os.PathLike
-) -> tuple[list[tuple[str, Path, Path]], list[str]]:
-    """Pair the images of ``lq_dir`` and ``gt_dir`` by file stem.
-
-    Stems match after dropping one trailing side marker (``x4``, ``_LR4``, ``_HR``, ``_lq``,
-    ``_gt``, ...) and case, so ``0801x4.png`` pairs with ``0801.png`` and ``Canon_001_LR4.png``
-    with ``Canon_001_HR.png``. Files are searched recursively.
-
-    Returns
-    -------
-    pairs : list of (image_id, lq_path, gt_path)
-        Sorted by image id, which is the GT file's stem.
-    unmatched : list of str
-        ``"LQ <path>"`` / ``"GT <path>"`` for files without a partner (or with a duplicate key).
-    """
-    lq_dir, gt_dir = Path(lq_dir), Path(gt_dir)
-    for folder in (lq_dir, gt_dir):
-        if not folder.is_dir():
-            raise FileNotFoundError(f"paired folder not found: {folder}")
-    unmatched: list[str] = []
-
-    def index(folder: Path, side: str) -> dict[str, Path]:
-        found: dict[str, Path] = {}
-        for path in iter_image_files(folder):
-            key = _pair_key(path)
-            if key in found:
-                unmatched.append(f"{side} {path} (same key as {found[key].name})")
-            else:
-                found[key] = path
-        return found
-
-    lq, gt = index(lq_dir, "LQ"), index(gt_dir, "GT")
-    unmatched += [f"LQ {lq[k]}" for k in sorted(set(lq) - set(gt))]
-    unmatched += [f"GT {gt[k]}" for k in sorted(set(gt) - set(lq))]
-    pairs = sorted((gt[k].stem, lq[k], gt[k]) for k in set(lq) & set(gt))
-    return pairs, unmatched
-
-
 def _scale_factor(lq: np.ndarray, gt: np.ndarray) -> int:
     """The integer factor GT / LQ (GT may exceed ``factor·LQ`` by less than ``factor`` px)."""
     (lh, lw), (gh, gw) = lq.shape[:2], gt.shape[:2]
@@ -745,13 +698,16 @@ def run_benchmark_pairs(
     Parameters
     ----------
     lq_dir, gt_dir : path
-        Degraded (low-quality) and ground-truth images, matched by stem (see
-        :func:`match_pairs`). Unmatched files are listed in ``summary.unmatched``, not fatal.
+        Degraded (low-quality) and ground-truth images, matched by file name with side
+        markers such as ``x4``, ``_LR4``, ``_HR`` ignored; both may be one folder (see
+        :func:`restorelab.benchmark.pairing.match_folders`). Unmatched files are listed in
+        ``summary.unmatched``, not fatal.
     restorers : list of str or Restorer
         As for :func:`run_benchmark`.
     out : path
         The run folder (same layout and columns as :func:`run_benchmark`; rows have
-        ``degradation="paired"``, ``severity=0``, ``seed=0`` and ``image_id`` the GT stem).
+        ``degradation="paired"``, ``severity=0``, ``seed=0``; ``image_id`` is the GT
+        file's path relative to ``gt_dir`` without extension).
     metrics, shard, flush_every, progress, save_images
         As for :func:`run_benchmark` (``shard`` splits the pairs).
 
@@ -778,7 +734,7 @@ def run_benchmark_pairs(
     run_dir = Path(out)
     shard_index, shard_count = parse_shard(shard)
     restorer_objs = _checked_restorers(restorers, metrics)
-    pairs, unmatched = match_pairs(lq_dir, gt_dir)
+    pairs, unmatched = match_folders(lq_dir, gt_dir)
     pairs = pairs[shard_index::shard_count]
     run_dir.mkdir(parents=True, exist_ok=True)
     extra = {

@@ -1,13 +1,15 @@
-"""Scoring files: one image pair, or two folders paired by file name (``restorelab score``)."""
+"""Scoring files: one image pair, or two folders paired by file name (``restorelab score``).
+
+Folders are paired by :func:`restorelab.benchmark.pairing.match_folders`.
+"""
 
 from __future__ import annotations
 
 import math
 import os
-from pathlib import Path
 
 from restorelab.benchmark.metrics import Metric, create_metric
-from restorelab.imageio import iter_image_files, read_image
+from restorelab.imageio import read_image
 
 
 def bind_metrics(names: list[str], *, crop_border: int = 0) -> dict[str, Metric]:
@@ -23,27 +25,6 @@ def bind_metrics(names: list[str], *, crop_border: int = 0) -> dict[str, Metric]
         )
         metrics[name] = create_metric(name, **options)
     return metrics
-
-
-def pair_folders(
-    ref_dir: str | os.PathLike, dist_dir: str | os.PathLike
-) -> tuple[list[tuple[str, Path, Path]], list[str]]:
-    """Images of two folders matched by relative path without the ending.
-
-    Returns the pairs ``(key, ref_path, dist_path)`` sorted by key, and the unmatched keys
-    (each prefixed with ``ref:`` or ``dist:``).
-    """
-
-    def index(folder: Path) -> dict[str, Path]:
-        return {
-            p.relative_to(folder).with_suffix("").as_posix(): p for p in iter_image_files(folder)
-        }
-
-    refs, dists = index(Path(ref_dir)), index(Path(dist_dir))
-    pairs = [(key, refs[key], dists[key]) for key in sorted(set(refs) & set(dists))]
-    unmatched = [f"ref:{k}" for k in sorted(set(refs) - set(dists))]
-    unmatched += [f"dist:{k}" for k in sorted(set(dists) - set(refs))]
-    return pairs, unmatched
 
 
 def score_pair(

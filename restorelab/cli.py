@@ -334,8 +334,13 @@ def bench(
 )
 @_friendly
 def score(ref: str, dist: str, metrics: str, crop_border: int, as_json: bool) -> None:
-    """Score DIST against reference REF: two images, or two folders paired by file name."""
-    from restorelab.benchmark.scoring import bind_metrics, json_number, pair_folders, score_pair
+    """Score DIST against reference REF: two images, or two folders paired by file name.
+
+    Folder pairs match by relative path and name, ignoring side markers at the end of the
+    name (x4, _LR4, _HR, _lq, _gt, _SR): 0801x4_SR.png pairs with 0801.png.
+    """
+    from restorelab.benchmark.pairing import match_folders
+    from restorelab.benchmark.scoring import bind_metrics, json_number, score_pair
 
     bound = bind_metrics(_split_list(metrics), crop_border=crop_border)
     if Path(ref).is_dir() != Path(dist).is_dir():
@@ -348,11 +353,11 @@ def score(ref: str, dist: str, metrics: str, crop_border: int, as_json: bool) ->
             for name, value in values.items():
                 click.echo(f"{name:<10} {value:.6f}")
         return
-    pairs, unmatched = pair_folders(ref, dist)
+    pairs, unmatched = match_folders(dist, ref, labels=("dist", "ref"))
     if not pairs:
         raise click.ClickException(f"no image of {dist} matches a file name in {ref}")
     rows = []
-    for key, ref_path, dist_path in pairs:
+    for key, dist_path, ref_path in pairs:
         try:
             rows.append({"pair": key, **score_pair(ref_path, dist_path, bound)})
         except ValueError as exc:  # a broken or mismatched pair is reported, not fatal

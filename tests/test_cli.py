@@ -300,7 +300,7 @@ def test_score_folders(runner: CliRunner, photos: dict, tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     out = json.loads(result.output)
-    assert out["n"] == 3 and out["unmatched"] == ["ref:only_in_ref"]
+    assert out["n"] == 3 and out["unmatched"] == [f"ref {ref / 'only_in_ref.png'}"]
     assert {row["pair"] for row in out["pairs"]} == set(photos)
     mean = sum(row["psnr"] for row in out["pairs"]) / 3
     assert out["mean"]["psnr"] == pytest.approx(mean)

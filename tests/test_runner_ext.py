@@ -254,7 +254,8 @@ class _Times3(_Bicubic2):
 
 
 def test_paired_run(photos: dict[str, np.ndarray], tmp_path: Path) -> None:
-    from restorelab.benchmark.runner import match_pairs, run_benchmark_pairs
+    from restorelab.benchmark.pairing import match_folders
+    from restorelab.benchmark.runner import run_benchmark_pairs
 
     lq_dir, gt_dir = tmp_path / "lq", tmp_path / "gt"
     lq_dir.mkdir()
@@ -267,7 +268,7 @@ def test_paired_run(photos: dict[str, np.ndarray], tmp_path: Path) -> None:
             lq_dir / f"{name}x2.png"
         )
     Image.fromarray(photos["coffee"]).save(lq_dir / "orphanx2.png")
-    pairs, unmatched = match_pairs(lq_dir, gt_dir)
+    pairs, unmatched = match_folders(lq_dir, gt_dir)
     assert [p[0] for p in pairs] == ["astronaut", "chelsea", "coffee"]
     assert unmatched == [f"LQ {lq_dir / 'orphanx2.png'}"]
 
