@@ -28,9 +28,11 @@ from tqdm.auto import tqdm
 from restorelab.benchmark.metrics import create_metric
 from restorelab.benchmark.pairing import match_folders
 from restorelab.benchmark.restorers import Restorer, create_restorer
+from restorelab.benchmark.scoring import bind_metrics
 from restorelab.config import Grid
 from restorelab.corpus import CorpusItem, load_corpus
 from restorelab.degradations import degrade_with_params
+from restorelab.devices import resolve_device
 from restorelab.environment import hardware_info, package_versions
 from restorelab.imageio import read_image
 from restorelab.parallel import process_pool
@@ -110,10 +112,17 @@ def _init_worker(
     restorer_specs: list[tuple[str, dict]],
     metric_names: Sequence[str],
     image_root: str | None = None,
+    device: str | None = None,
 ) -> None:
-    _WORKER["restorers"] = [create_restorer(name, **opts) for name, opts in restorer_specs]
-    _WORKER["metrics"] = {name: create_metric(name) for name in metric_names}
+    restorers = [create_restorer(name, **opts) for name, opts in restorer_specs]
+    _WORKER["restorers"] = _placed(restorers, device)
+    _WORKER["metrics"] = bind_metrics(metric_names, device=device)
     _WORKER["image_root"] = image_root
+
+
+def _placed(restorers: list[Restorer], device: str | None) -> list[Restorer]:
+    """``restorers`` moved to ``device`` (None: left where they are)."""
+    return [r.to(device) for r in restorers] if device is not None else restorers
 
 
 @functools.lru_cache(maxsize=2)
@@ -434,6 +443,7 @@ def _write_run_info(
     metric_names: Sequence[str],
     shard: tuple[int, int],
     extra: dict | None = None,
+    device: str | None = None,
 ) -> None:
     metrics = {
         name: {
@@ -447,6 +457,7 @@ def _write_run_info(
         "shard": f"{shard[0]}/{shard[1]}",
         "pid": os.getpid(),
         "host": platform.node(),
+        "device": device or "default",
     }
     packages, hardware = package_versions(), hardware_info()
 
@@ -478,18 +489,18 @@ def _write_run_info(
 
 
 def _checked_restorers(
-    restorers: Sequence[str | Restorer], metrics: Sequence[str]
+    restorers: Sequence[str | Restorer], metrics: Sequence[str], device: str | None = None
 ) -> list[Restorer]:
-    """Restorer objects for ``restorers``; raises before any work on an empty list, a label
-    listed twice or an unknown metric."""
+    """Restorer objects for ``restorers`` placed on ``device``; raises before any work on an
+    empty list, a label listed twice or an unknown metric."""
     restorer_objs = [r if isinstance(r, Restorer) else create_restorer(r) for r in restorers]
+    restorer_objs = _placed(restorer_objs, device)
     if not restorer_objs:
         raise ValueError("give at least one restorer")
     labels = [r.label for r in restorer_objs]
     if len(set(labels)) != len(labels):
         raise ValueError(f"restorers listed twice: {labels}")
-    for name in metrics:
-        create_metric(name)
+    bind_metrics(metrics, device=device)
     return restorer_objs
 
 
@@ -512,6 +523,7 @@ def run_benchmark(
     flush_every: int = 64,
     progress: bool = True,
     save_images: bool = False,
+    device: str | None = None,
 ) -> BenchmarkSummary:
     """Sweep ``restorers`` over every image of ``corpus`` × every cell of ``grid``.
 
@@ -543,6 +555,12 @@ def run_benchmark(
         256-px JPEG thumbnail in the ``thumbs/`` folder beside it, and each degraded input once
         per cell under ``RUN_DIR/degraded/...`` likewise; rows hold the relative paths
         (``restored_file``, ``thumb_file``, ``degraded_file``, ``degraded_thumb_file``).
+    device : str, optional
+        Where learned metrics (lpips, dists, no-reference) and torch restorers run: ``"auto"``,
+        ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` (see :func:`restorelab.devices.resolve_device`:
+        under torchrun or accelerate a bare ``"cuda"`` is this rank's GPU, ``LOCAL_RANK``).
+        External commands get that GPU as their only visible one. None leaves each metric and
+        restorer on its default. Degradations always run on the CPU (same bytes everywhere).
 
     Returns
     -------
@@ -560,10 +578,13 @@ def run_benchmark(
     corpus = Path(corpus)
     run_dir = Path(out)
     shard_index, shard_count = parse_shard(shard)
-    restorer_objs = _checked_restorers(restorers, metrics)
+    device = resolve_device(device) if device is not None else None
+    restorer_objs = _checked_restorers(restorers, metrics, device)
     items = load_corpus(corpus)[shard_index::shard_count]
     run_dir.mkdir(parents=True, exist_ok=True)
-    _write_run_info(run_dir, corpus, grid, restorer_objs, metrics, (shard_index, shard_count))
+    _write_run_info(
+        run_dir, corpus, grid, restorer_objs, metrics, (shard_index, shard_count), device=device
+    )
 
     store = ResultsStore(run_dir)
     store.remove_stale_temp()
@@ -575,7 +596,9 @@ def run_benchmark(
     bar = tqdm(total=len(tasks), desc=f"bench {grid.name}", unit="cell", disable=not progress)
     try:
         image_root = str(run_dir) if save_images else None
-        for rows in _execute(tasks, restorer_objs, specs, list(metrics), workers, image_root):
+        for rows in _execute(
+            tasks, restorer_objs, specs, list(metrics), workers, image_root, device
+        ):
             for row in rows:
                 if row["error"]:
                     summary.errors.append(
@@ -599,19 +622,20 @@ def _execute(
     metric_names: list[str],
     workers: int,
     image_root: str | None = None,
+    device: str | None = None,
 ) -> Iterator[list[dict]]:
     """Rows per task, in order; tasks go in chunks of the largest restorer ``batch_size``."""
     size = max(1, max(int(r.batch_size) for r in restorers))
     chunks = [tasks[i : i + size] for i in range(0, len(tasks), size)]
     if workers <= 1 or len(chunks) <= 1:
         _WORKER["restorers"] = restorers
-        _WORKER["metrics"] = {name: create_metric(name) for name in metric_names}
+        _WORKER["metrics"] = bind_metrics(metric_names, device=device)
         _WORKER["image_root"] = image_root
         for chunk in chunks:
             yield from _run_tasks(chunk)
         return
     with process_pool(
-        workers, initializer=_init_worker, initargs=(specs, metric_names, image_root)
+        workers, initializer=_init_worker, initargs=(specs, metric_names, image_root, device)
     ) as pool:
         for rows in pool.map(_run_tasks, chunks, chunksize=4 if size == 1 else 1):
             yield from rows
@@ -692,6 +716,7 @@ def run_benchmark_pairs(
     flush_every: int = 64,
     progress: bool = True,
     save_images: bool = False,
+    device: str | None = None,
 ) -> BenchmarkSummary:
     """Score ``restorers`` on a paired test set with real degradations (RealSR, DRealSR, DIV2K).
 
@@ -708,7 +733,7 @@ def run_benchmark_pairs(
         The run folder (same layout and columns as :func:`run_benchmark`; rows have
         ``degradation="paired"``, ``severity=0``, ``seed=0``; ``image_id`` is the GT
         file's path relative to ``gt_dir`` without extension).
-    metrics, shard, flush_every, progress, save_images
+    metrics, shard, flush_every, progress, save_images, device
         As for :func:`run_benchmark` (``shard`` splits the pairs).
 
     Returns
@@ -733,20 +758,23 @@ def run_benchmark_pairs(
     """
     run_dir = Path(out)
     shard_index, shard_count = parse_shard(shard)
-    restorer_objs = _checked_restorers(restorers, metrics)
+    device = resolve_device(device) if device is not None else None
+    restorer_objs = _checked_restorers(restorers, metrics, device)
     pairs, unmatched = match_folders(lq_dir, gt_dir)
     pairs = pairs[shard_index::shard_count]
     run_dir.mkdir(parents=True, exist_ok=True)
     extra = {
         "pairs": {"lq_dir": str(Path(lq_dir).resolve()), "gt_dir": str(Path(gt_dir).resolve())}
     }
-    _write_run_info(run_dir, None, None, restorer_objs, metrics, (shard_index, shard_count), extra)
+    _write_run_info(
+        run_dir, None, None, restorer_objs, metrics, (shard_index, shard_count), extra, device
+    )
     store = ResultsStore(run_dir)
     store.remove_stale_temp()
     done = store.completed_keys()
     summary = BenchmarkSummary(run_dir, len(pairs), 0, 0, unmatched=unmatched)
     _WORKER["restorers"] = restorer_objs
-    _WORKER["metrics"] = {name: create_metric(name) for name in metrics}
+    _WORKER["metrics"] = bind_metrics(metrics, device=device)
     _WORKER["image_root"] = str(run_dir) if save_images else None
     buffer: list[dict] = []
 

@@ -7,22 +7,27 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 
 from restorelab.benchmark.metrics import Metric, create_metric
 from restorelab.imageio import read_image
 
 
-def bind_metrics(names: list[str], *, crop_border: int = 0) -> dict[str, Metric]:
-    """Create the named metrics; ``crop_border`` goes to the metrics that take it."""
+def bind_metrics(
+    names: Sequence[str], *, crop_border: int = 0, device: str | None = None
+) -> dict[str, Metric]:
+    """Create the named metrics; ``crop_border`` and ``device`` go to the metrics that take
+    them (``device`` to the learned and no-reference ones; None keeps their default)."""
     from restorelab.benchmark.metrics import METRICS
 
     metrics = {}
     for name in names:
-        options = (
-            {"crop_border": crop_border}
-            if (crop_border and "crop_border" in METRICS.get(name).default_options)
-            else {}
-        )
+        accepted = METRICS.get(name).default_options
+        options: dict = {}
+        if crop_border and "crop_border" in accepted:
+            options["crop_border"] = crop_border
+        if device is not None and "device" in accepted:
+            options["device"] = device
         metrics[name] = create_metric(name, **options)
     return metrics
 

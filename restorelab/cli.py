@@ -262,6 +262,13 @@ def curate(
     is_flag=True,
     help="Keep restored and degraded images (PNG) and thumbnails in the run.",
 )
+@click.option(
+    "--device",
+    default="auto",
+    show_default=True,
+    help="auto, cpu, cuda or cuda:N: where learned metrics and GPU restorers run. Under "
+    "torchrun / accelerate launch, cuda is this rank's GPU (LOCAL_RANK).",
+)
 @_friendly
 def bench(
     corpus: str | None,
@@ -273,6 +280,7 @@ def bench(
     workers: int,
     shard: str | None,
     save_images: bool,
+    device: str,
 ) -> None:
     """Sweep restorers over CORPUS × GRID (or a paired set); re-running resumes."""
     from restorelab.benchmark import run_benchmark
@@ -290,6 +298,7 @@ def bench(
             metrics=_split_list(metrics),
             shard=shard,
             save_images=save_images,
+            device=device,
         )
         for name in getattr(summary, "unmatched", []) or []:
             click.echo(f"  unmatched: {name}", err=True)
@@ -305,6 +314,7 @@ def bench(
             workers=workers,
             shard=shard,
             save_images=save_images,
+            device=device,
         )
     click.echo(
         f"{summary.rows_written} rows written, {summary.rows_skipped} already done, "

@@ -262,9 +262,10 @@ def dists_distance(
     crop_border : int
         Pixels removed from each side before scoring.
     """
-    from restorelab.benchmark.metrics.learned import _resolve_device, image_tensor
+    from restorelab.benchmark.metrics.learned import image_tensor
+    from restorelab.devices import resolve_device
 
-    device = _resolve_device(device)
+    device = resolve_device(device)
     value = dists_batch(
         image_tensor(_crop(reference, crop_border), device),
         image_tensor(_crop(distorted, crop_border), device),

@@ -26,6 +26,7 @@ import numpy as np
 
 from restorelab.benchmark.metrics.base import register_metric
 from restorelab.benchmark.metrics.fidelity import _crop, _psnr
+from restorelab.devices import resolve_device
 from restorelab.weights import checkpoint_path, require_weights
 
 # ---------------------------------------------------------------------------------------------
@@ -42,14 +43,6 @@ def _lpips_backbone_path(net: str, weights_dir: str | None) -> Path:
     if net not in _LPIPS_NETS:
         raise ValueError(f"lpips: net must be one of {sorted(_LPIPS_NETS)}, got {net!r}")
     return checkpoint_path(f"lpips-{net}-backbone", weights_dir)
-
-
-def _resolve_device(device: str) -> str:
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _check_lpips(options: dict) -> None:
@@ -190,7 +183,7 @@ def lpips_distance(
     """
     import torch
 
-    device = _resolve_device(device)
+    device = resolve_device(device)
     model = _lpips_model(net, device, weights_dir)
     with torch.inference_mode():
         value = model(

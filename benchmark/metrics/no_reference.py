@@ -130,10 +130,10 @@ def _scorer(entry: _PyiqaMetric) -> Any:
     ) -> float:
         import torch
 
-        from restorelab.benchmark.metrics.learned import _resolve_device
+        from restorelab.devices import resolve_device
 
         distorted = _crop(distorted, crop_border)
-        device = _resolve_device(device)
+        device = resolve_device(device)
         model = _model(entry, device)
         tensor = torch.from_numpy(np.ascontiguousarray(distorted)).permute(2, 0, 1)[None]
         with torch.inference_mode():

@@ -78,6 +78,16 @@ class Restorer:
         """Most images the runner hands to :meth:`restore_batch` at once (1 by default)."""
         return 1
 
+    def to(self, device: str) -> Restorer:
+        """Run on ``device`` (a resolved torch device such as ``"cuda:1"``); returns self.
+
+        Placement, not configuration: :attr:`config` and its hash do not change, so a run
+        resumed on another GPU skips the finished cells. The base class ignores it (the
+        classical restorers run on the CPU whatever the device); torch restorers move their
+        models there, external commands get that GPU as their only visible one.
+        """
+        return self
+
     def restore_array(self, image: np.ndarray) -> np.ndarray:
         """Restore an RGB ``uint8`` image; subclasses implement this.
 

@@ -15,6 +15,7 @@ runner records that message in the row's ``error`` column and goes on.
 
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
 import tempfile
@@ -25,6 +26,7 @@ import numpy as np
 from PIL import Image
 
 from restorelab.benchmark.restorers.base import Restorer, register_restorer
+from restorelab.devices import cuda_visible_devices
 from restorelab.imageio import read_image
 
 #: Lines of stderr quoted in an error message.
@@ -57,6 +59,8 @@ class CommandRestorer(Restorer):
     """
 
     name = "cmd"
+    #: ``CUDA_VISIBLE_DEVICES`` for the command, set by :meth:`to` (None: inherit).
+    _visible_gpu: str | None = None
     defaults: ClassVar[dict[str, Any]] = {
         "command": "",
         "timeout": 600.0,
@@ -97,14 +101,24 @@ class CommandRestorer(Restorer):
         """``batch_size`` in folder mode, else 1."""
         return int(self.options["batch_size"]) if self.folder_mode else 1
 
+    def to(self, device: str) -> CommandRestorer:
+        """On ``"cuda:I"`` the command runs with that GPU as its only visible one
+        (``CUDA_VISIBLE_DEVICES``), so each rank of a multi-GPU run drives its own GPU."""
+        self._visible_gpu = cuda_visible_devices(device)
+        self.device = device if self._visible_gpu is not None else type(self).device
+        return self
+
     def _run(self, mapping: dict[str, str]) -> None:
         words = shlex.split(self.command)
         for key, value in mapping.items():
             words = [w.replace("{" + key + "}", value) for w in words]
         timeout = float(self.options["timeout"])
         try:
+            env = None
+            if self._visible_gpu is not None:
+                env = {**os.environ, "CUDA_VISIBLE_DEVICES": self._visible_gpu}
             proc = subprocess.run(
-                words, capture_output=True, text=True, timeout=timeout, check=False
+                words, capture_output=True, text=True, timeout=timeout, check=False, env=env
             )
         except subprocess.TimeoutExpired as exc:
             stderr = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else ""
