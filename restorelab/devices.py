@@ -3,7 +3,8 @@
 Under ``torchrun`` or ``accelerate launch`` every rank of a node sees every GPU; the launcher
 tells each rank its GPU through ``LOCAL_RANK``. A bare ``cuda`` therefore means *this rank's*
 GPU, ``cuda:LOCAL_RANK`` (modulo the GPUs this process sees, so one GPU per process via
-``CUDA_VISIBLE_DEVICES`` works too); without a launcher it is ``cuda:0``.
+``CUDA_VISIBLE_DEVICES`` works too); without a launcher it stays ``cuda``, torch's current
+GPU, and external commands see every GPU this process sees.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ def resolve_device(device: str = "auto") -> str:
     """A concrete torch device string for ``device``.
 
     ``"auto"`` is CUDA when torch sees a GPU, else ``"cpu"``; bare ``"cuda"`` becomes
-    ``"cuda:I"`` with I this rank's GPU (see the module docstring); ``"cpu"`` is returned
+    ``"cuda:I"`` with I this rank's GPU under a launcher (see the module docstring) and stays
+    ``"cuda"`` without one; ``"cpu"`` is returned
     without importing torch. Raises ``ValueError`` naming the problem for a malformed name,
     for CUDA on a machine where torch sees no GPU, and for a GPU index out of range.
     """
@@ -57,7 +59,7 @@ def resolve_device(device: str = "auto") -> str:
     count = torch.cuda.device_count()
     if index is None:
         rank = local_rank()
-        return f"cuda:{(rank or 0) % count}"
+        return "cuda" if rank is None else f"cuda:{rank % count}"
     if int(index) >= count:
         raise ValueError(f"device {device!r}: this process sees {count} CUDA GPU(s)")
     return f"cuda:{int(index)}"
@@ -67,7 +69,8 @@ def cuda_visible_devices(device: str) -> str | None:
     """The ``CUDA_VISIBLE_DEVICES`` value that gives a child process exactly ``device``.
 
     For ``"cuda:I"``: the I-th entry of this process's ``CUDA_VISIBLE_DEVICES`` when set,
-    else ``"I"``. None for other devices (the child's environment is left alone).
+    else ``"I"``. None for other devices, bare ``"cuda"`` included (the child's environment
+    is left alone).
     """
     match = re.match(r"^cuda:(\d+)$", str(device))
     if match is None:

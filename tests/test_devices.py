@@ -37,7 +37,7 @@ def test_malformed_names_are_refused(name: str) -> None:
 
 def test_bare_cuda_is_this_ranks_gpu(two_gpus: None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LOCAL_RANK", raising=False)
-    assert resolve_device("cuda") == "cuda:0" and resolve_device("auto") == "cuda:0"
+    assert resolve_device("cuda") == "cuda" and resolve_device("auto") == "cuda"
     monkeypatch.setenv("LOCAL_RANK", "1")
     assert resolve_device("cuda") == "cuda:1" and resolve_device("auto") == "cuda:1"
     monkeypatch.setenv("LOCAL_RANK", "3")  # 4 ranks sharing 2 GPUs
@@ -53,7 +53,7 @@ def test_bare_cuda_is_this_ranks_gpu(two_gpus: None, monkeypatch: pytest.MonkeyP
 def test_child_process_visibility(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     assert cuda_visible_devices("cuda:1") == "1"
-    assert cuda_visible_devices("cpu") is None
+    assert cuda_visible_devices("cpu") is None and cuda_visible_devices("cuda") is None
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4, 6")
     assert cuda_visible_devices("cuda:1") == "6"
     with pytest.raises(ValueError, match="lists 2 GPU"):

@@ -103,9 +103,10 @@ class CommandRestorer(Restorer):
 
     def to(self, device: str) -> CommandRestorer:
         """On ``"cuda:I"`` the command runs with that GPU as its only visible one
-        (``CUDA_VISIBLE_DEVICES``), so each rank of a multi-GPU run drives its own GPU."""
+        (``CUDA_VISIBLE_DEVICES``), so each rank of a multi-GPU run drives its own GPU; on
+        ``"cuda"`` or ``"cpu"`` its environment is left alone. Rows record ``device``."""
         self._visible_gpu = cuda_visible_devices(device)
-        self.device = device if self._visible_gpu is not None else type(self).device
+        self.device = device
         return self
 
     def _run(self, mapping: dict[str, str]) -> None:
