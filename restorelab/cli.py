@@ -366,8 +366,10 @@ def score(ref: str, dist: str, metrics: str, crop_border: int, as_json: bool) ->
     pairs, unmatched = match_folders(dist, ref, labels=("dist", "ref"))
     if not pairs:
         raise click.ClickException(f"no image of {dist} matches a file name in {ref}")
+    from tqdm.auto import tqdm
+
     rows = []
-    for key, dist_path, ref_path in pairs:
+    for key, dist_path, ref_path in tqdm(pairs, desc="score", unit="pair", file=sys.stderr):
         try:
             rows.append({"pair": key, **score_pair(ref_path, dist_path, bound)})
         except ValueError as exc:  # a broken or mismatched pair is reported, not fatal

@@ -299,7 +299,7 @@ def test_score_folders(runner: CliRunner, photos: dict, tmp_path: Path) -> None:
         ["score", str(ref), str(dist), "--metrics", "psnr,ssim_y", "--crop-border", "4", "--json"],
     )
     assert result.exit_code == 0, result.output
-    out = json.loads(result.output)
+    out = json.loads(result.stdout)
     assert out["n"] == 3 and out["unmatched"] == [f"ref {ref / 'only_in_ref.png'}"]
     assert {row["pair"] for row in out["pairs"]} == set(photos)
     mean = sum(row["psnr"] for row in out["pairs"]) / 3
