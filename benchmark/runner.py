@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from restorelab.benchmark.metrics import create_metric
+from restorelab.benchmark.metrics.base import CellContext
 from restorelab.benchmark.pairing import match_folders
 from restorelab.benchmark.restorers import Restorer, create_restorer
 from restorelab.benchmark.scoring import bind_metrics
@@ -130,8 +130,12 @@ def _read_cached(path: str) -> np.ndarray:
     return read_image(path)
 
 
-def _score(metrics: dict, clean: np.ndarray, image: np.ndarray, prefix: str = "") -> dict:
-    return {f"{prefix}{name}": metric(clean, image) for name, metric in metrics.items()}
+def _score(metrics: dict, cell: _Cell, image: np.ndarray, prefix: str = "") -> dict:
+    """Every metric of ``image`` (a restoration, or the input itself) in ``cell``."""
+    return {
+        f"{prefix}{label}": metric.score_cell(cell.clean, cell.native_input, image, cell.context)
+        for label, metric in metrics.items()
+    }
 
 
 def safe_name(text: str, max_len: int = 80) -> str:
@@ -218,6 +222,10 @@ class _Cell:
     params: dict | None
     restorer_indices: tuple[int, ...]
     input_scores: dict = field(default_factory=dict)
+    #: How the input was made, for metrics that re-degrade (consistency).
+    context: CellContext = field(default_factory=CellContext)
+    #: The degraded input at its own size (the LQ image of a super-resolution pair).
+    native_input: np.ndarray | None = None
     degraded_files: dict = field(default_factory=dict)
     prepared: bool = False
 
@@ -269,7 +277,16 @@ def _prepare_cell(task: Task) -> _Cell | list[dict]:
         )
     except Exception as exc:
         return _failed_rows(base, task.restorer_indices, f"{type(exc).__name__}: {exc}")
-    return _Cell(base, clean, degraded.image, dict(degraded.params), task.restorer_indices)
+    context = CellContext(task.degradation, int(task.severity), int(task.seed), task.levels)
+    return _Cell(
+        base,
+        clean,
+        degraded.image,
+        dict(degraded.params),
+        task.restorer_indices,
+        context=context,
+        native_input=degraded.image,
+    )
 
 
 def _restore_cells(cells: list[_Cell]) -> list[list[dict]]:
@@ -285,7 +302,7 @@ def _restore_cells(cells: list[_Cell]) -> list[list[dict]]:
     for cell in cells:
         if cell.prepared:  # paired cells: input scores and degraded files done by the caller
             continue
-        cell.input_scores = _score(metrics, cell.clean, cell.degraded, prefix="input_")
+        cell.input_scores = _score(metrics, cell, cell.degraded, prefix="input_")
         if root:
             b = cell.base
             rel = image_relpath(
@@ -358,7 +375,7 @@ def _row(
         row["error"] = error
     else:
         try:
-            row.update(_score(metrics, cell.clean, restored))
+            row.update(_score(metrics, cell, restored))
             row["error"] = ""
         except Exception as exc:
             row.update({name: math.nan for name in metrics})
@@ -446,11 +463,8 @@ def _write_run_info(
     device: str | None = None,
 ) -> None:
     metrics = {
-        name: {
-            "convention": create_metric(name).convention,
-            "higher_is_better": create_metric(name).higher_is_better,
-        }
-        for name in metric_names
+        label: {"convention": metric.convention, "higher_is_better": metric.higher_is_better}
+        for label, metric in bind_metrics(metric_names).items()
     }
     invocation = {
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -678,7 +692,9 @@ def _pair_rows(
         "gt_file": str(gt_path),
         "scale": factor,
     }
-    shared = {"input_scores": _score(metrics, gt, upscaled, prefix="input_")}
+    shared: dict = {"context": CellContext(None, scale=factor), "native_input": lq}
+    probe = _Cell(base, gt, upscaled, params, (), **shared)
+    shared["input_scores"] = _score(metrics, probe, upscaled, prefix="input_")
     if root:
         rel = image_relpath("degraded", "paired", 0, 0, image_id)
         png, thumb = _save_image(Path(root), rel, lq)

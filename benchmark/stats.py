@@ -139,8 +139,8 @@ def resolve_directions(
                     raise ValueError(f"higher_is_better[{m!r}] lacks a 'higher_is_better' key")
                 value = value["higher_is_better"]
             result[m] = bool(value)
-        elif m in METRICS:
-            result[m] = bool(METRICS.get(m).higher_is_better)
+        elif m.split(":")[0] in METRICS:  # a name, or a label such as "lpips:net=vgg"
+            result[m] = bool(METRICS.get(m.split(":")[0]).higher_is_better)
         else:
             raise ValueError(
                 f"direction of metric {m!r} is unknown (not a registered metric); "
@@ -670,6 +670,10 @@ def _cell(mean: float, lo: float, hi: float, digits: int, signed: bool = False) 
     return f"{fmt.format(mean)} [{fmt.format(lo)}, {fmt.format(hi)}]"
 
 
+def _number(value: float, digits: int) -> str:
+    return f"{value:.{digits}f}" if np.isfinite(value) else "—"
+
+
 def _severity(value: object) -> str:
     return "—" if pd.isna(value) else str(int(value))
 
@@ -714,7 +718,7 @@ def format_report(report: Report | str | os.PathLike, *, ci: float = 0.95) -> st
         severities = sorted(block["severity"].unique())
         digits = _decimals(block["mean"])
         inputs = block.groupby("severity")["input_mean"].mean()
-        body = [["(degraded input)", *[f"{inputs.get(s, np.nan):.{digits}f}" for s in severities]]]
+        body = [["(degraded input)", *[_number(inputs.get(s, np.nan), digits) for s in severities]]]
         order = block.groupby("restorer")["mean"].mean().sort_values(ascending=not better).index
         for restorer in order:
             rows = block[block["restorer"] == restorer].set_index("severity")

@@ -204,6 +204,18 @@ def is_chain(spec: str) -> bool:
     return "+" in spec or ":" in spec
 
 
+def is_stochastic(spec: str) -> bool:
+    """Whether op or chain ``spec`` draws random values (noise, random kernels, ...).
+
+    A chain is stochastic when any of its steps is. Unknown names raise with suggestions.
+    """
+    if is_chain(spec):
+        from restorelab.degradations.chain import parse_chain
+
+        return any(get_degradation(step.name).stochastic for step in parse_chain(spec))
+    return get_degradation(spec).stochastic
+
+
 def apply_level(
     image: np.ndarray, name: str, level: Any, seed: int = 0, *, step: int | None = None
 ) -> DegradationResult:

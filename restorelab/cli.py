@@ -47,6 +47,18 @@ def _split_list(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
+def _split_specs(value: str) -> list[str]:
+    """Split ``"psnr,lpips:net=vgg,weights_dir=/w,ssim"`` into specs: a ``key=value`` item
+    belongs to the spec before it (names never contain ``=``)."""
+    specs: list[str] = []
+    for item in _split_list(value):
+        if "=" in item and ":" not in item.split("=", 1)[0] and specs:
+            specs[-1] += "," + item
+        else:
+            specs.append(item)
+    return specs
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="restorelab")
 def main() -> None:
@@ -250,7 +262,13 @@ def curate(
     help="Restorer spec NAME[:key=value,...] or 'cmd:COMMAND {in} {out}'; repeat.",
 )
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Run folder.")
-@click.option("--metrics", default="psnr,ssim", show_default=True, help="Comma-separated.")
+@click.option(
+    "--metrics",
+    default="psnr,ssim",
+    show_default=True,
+    help="Comma-separated names or specs, e.g. psnr,ssim_y,lpips:net=vgg,consistency "
+    "(consistency re-applies each cell's own degradation).",
+)
 @click.option("--workers", type=int, default=1, show_default=True, help="CPU processes.")
 @click.option(
     "--shard",
@@ -295,7 +313,7 @@ def bench(
             pairs[1],
             list(restorers),
             out,
-            metrics=_split_list(metrics),
+            metrics=_split_specs(metrics),
             shard=shard,
             save_images=save_images,
             device=device,
@@ -310,7 +328,7 @@ def bench(
             load_grid(grid_name),
             list(restorers),
             out,
-            metrics=_split_list(metrics),
+            metrics=_split_specs(metrics),
             workers=workers,
             shard=shard,
             save_images=save_images,
@@ -327,7 +345,13 @@ def bench(
 @main.command()
 @click.argument("ref", type=click.Path(exists=True))
 @click.argument("dist", type=click.Path(exists=True))
-@click.option("--metrics", default="psnr,ssim", show_default=True, help="Comma-separated.")
+@click.option(
+    "--metrics",
+    default="psnr,ssim",
+    show_default=True,
+    help="Comma-separated names or specs, e.g. psnr,lpips:net=vgg or "
+    "consistency:degradation=gaussian_blur,severity=3 (REF is then the degraded input).",
+)
 @click.option(
     "--crop-border",
     type=int,
@@ -352,7 +376,7 @@ def score(ref: str, dist: str, metrics: str, crop_border: int, as_json: bool) ->
     from restorelab.benchmark.pairing import match_folders
     from restorelab.benchmark.scoring import bind_metrics, json_number, score_pair
 
-    bound = bind_metrics(_split_list(metrics), crop_border=crop_border)
+    bound = bind_metrics(_split_specs(metrics), crop_border=crop_border, by_label=False)
     if Path(ref).is_dir() != Path(dist).is_dir():
         raise click.UsageError("REF and DIST must both be files or both be folders")
     if not Path(ref).is_dir():
@@ -448,7 +472,7 @@ def report(
     paths = write_report(
         run_dir,
         vs=[tuple(pair) for pair in vs] or None,
-        metrics=_split_list(metrics) if metrics else None,
+        metrics=_split_specs(metrics) if metrics else None,
         threshold=limits or None,
         n_boot=n_boot,
     )

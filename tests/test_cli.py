@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+from restorelab.benchmark.metrics import create_metric
 from restorelab.cli import main
 from restorelab.degradations import degrade
 from restorelab.results import load_results
@@ -308,3 +309,53 @@ def test_score_folders(runner: CliRunner, photos: dict, tmp_path: Path) -> None:
     assert "mean" in table.output and table.exit_code == 0
     mixed = runner.invoke(main, ["score", str(ref), str(dist / "coffee.png")])
     assert mixed.exit_code == 2 and "both be files or both be folders" in mixed.output
+
+
+def test_metric_specs_on_the_command_line(
+    runner: CliRunner, tmp_path: Path, astronaut: np.ndarray
+) -> None:
+    from restorelab.cli import _split_specs
+
+    assert _split_specs("psnr, lpips:net=vgg,weights_dir=/w ,ssim") == [
+        "psnr",
+        "lpips:net=vgg,weights_dir=/w",
+        "ssim",
+    ]
+    blurred = degrade(astronaut, "gaussian_blur", 3)
+    Image.fromarray(astronaut).save(tmp_path / "clean.png")
+    Image.fromarray(blurred).save(tmp_path / "blurred.png")
+    spec = "consistency:degradation=gaussian_blur,severity=3"
+    # consistency's reference is the degraded input: the clean image explains it exactly
+    result = runner.invoke(
+        main,
+        [
+            "score",
+            str(tmp_path / "blurred.png"),
+            str(tmp_path / "clean.png"),
+            "--json",
+            "--metrics",
+            f"psnr,{spec},psnr:crop_border=8",
+            "--crop-border",
+            "4",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    values = json.loads(result.stdout)
+    assert list(values) == ["psnr", spec, "psnr:crop_border=8"]
+    assert values[spec] is None  # infinite: JSON null
+    expected = create_metric("psnr", crop_border=4)(blurred, astronaut)
+    assert values["psnr"] == pytest.approx(expected)  # --crop-border applies where not given
+    assert values["psnr:crop_border=8"] == pytest.approx(
+        create_metric("psnr", crop_border=8)(blurred, astronaut)
+    )
+    twice = runner.invoke(
+        main,
+        [
+            "score",
+            str(tmp_path / "clean.png"),
+            str(tmp_path / "clean.png"),
+            "--metrics",
+            "psnr,psnr",
+        ],
+    )
+    assert twice.exit_code == 1 and "listed twice" in twice.output

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from restorelab.benchmark.metrics import METRICS, create_metric
-from restorelab.degradations import degrade
+from restorelab.degradations import degrade, degrade_with_params
 from restorelab.weights import MissingWeightsError
 
 
@@ -86,8 +86,11 @@ def test_consistency_for_super_resolution(astronaut: np.ndarray) -> None:
 
 
 def test_consistency_option_errors(astronaut: np.ndarray) -> None:
+    unbound = create_metric("consistency")  # fine in a benchmark run: cells bind it
     with pytest.raises(ValueError, match="give a degradation"):
-        create_metric("consistency")
+        unbound(astronaut, astronaut)
+    with pytest.raises(ValueError, match="is random"):
+        create_metric("consistency", degradation="gaussian_blur:2+gaussian_noise")
     with pytest.raises(ValueError, match="not both"):
         create_metric("consistency", degradation="gaussian_blur", resize=2)
     with pytest.raises(ValueError, match="integer >= 2"):
@@ -97,6 +100,48 @@ def test_consistency_option_errors(astronaut: np.ndarray) -> None:
     metric = create_metric("consistency", degradation="gaussian_blur")
     with pytest.raises(ValueError, match="resize=<factor>"):
         metric(astronaut[:32, :32], astronaut)
+
+
+def test_consistency_binds_to_each_benchmark_cell(astronaut: np.ndarray) -> None:
+    from restorelab.benchmark.metrics.base import CellContext
+
+    metric = create_metric("consistency")
+    blurred = degrade(astronaut, "gaussian_blur", 3, seed=0)
+    cell = CellContext("gaussian_blur", severity=3, seed=0)
+    # the clean image explains its blurred input exactly; the input itself does not
+    assert math.isinf(metric.score_cell(astronaut, blurred, astronaut, cell))
+    assert metric.score_cell(astronaut, blurred, blurred, cell) < 60.0
+    # a calibrated grid's own levels are used (σ = 0.5 at severity 1, not the table's σ = 1)
+    soft = degrade_with_params(astronaut, "gaussian_blur", 1, levels=(0.5,)).image
+    matched = CellContext("gaussian_blur", severity=1, seed=0, levels=(0.5,))
+    assert math.isinf(metric.score_cell(astronaut, soft, astronaut, matched))
+    table = CellContext("gaussian_blur", severity=1, seed=0)
+    assert metric.score_cell(astronaut, soft, astronaut, table) < 60.0
+    # random degradations and same-size real pairs have no consistency; SR pairs downscale
+    noisy = degrade(astronaut, "gaussian_noise", 2, seed=0)
+    assert math.isnan(metric.score_cell(astronaut, noisy, astronaut, CellContext("gaussian_noise")))
+    assert math.isnan(metric.score_cell(astronaut, noisy, astronaut, CellContext(None)))
+    import cv2
+
+    low = cv2.resize(astronaut, (64, 64), interpolation=cv2.INTER_AREA)
+    sr = CellContext(None, scale=2)
+    assert math.isinf(metric.score_cell(astronaut, low, astronaut, sr))
+    # options given explicitly win over the cell's
+    fixed = create_metric("consistency", degradation="gaussian_blur", severity=3)
+    assert fixed.score_cell(astronaut, blurred, astronaut, CellContext("gaussian_noise")) == (
+        fixed(blurred, astronaut)
+    )
+
+
+def test_metric_specs_and_labels() -> None:
+    psnr4 = create_metric("psnr:crop_border=4")
+    assert psnr4.options == {"crop_border": 4} and psnr4.label == "psnr:crop_border=4"
+    assert create_metric("psnr:crop_border=0").label == "psnr"  # defaults are not spelled out
+    assert create_metric("psnr:crop_border=2", crop_border=4).options["crop_border"] == 4
+    blur = create_metric("consistency:degradation=gaussian_blur,severity=3")
+    assert blur.label == "consistency:degradation=gaussian_blur,severity=3"
+    with pytest.raises(ValueError, match="unknown option"):
+        create_metric("ssim:window=7")
 
 
 NR_METRICS = ("niqe", "musiq", "clipiqa", "maniqa")

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from restorelab.benchmark import Restorer, run_benchmark
+from restorelab.benchmark import Restorer, create_restorer, run_benchmark
 from restorelab.benchmark.metrics import create_metric
 from restorelab.benchmark.runner import env_shard, parse_shard, safe_name
 from restorelab.config import Grid, load_grid
@@ -447,3 +447,60 @@ def test_same_size_pairs_score_the_input_itself(photos: dict, tmp_path: Path) ->
         expected = create_metric("psnr")(gt, degrade(gt, "gaussian_noise", 2, seed=1))
         assert row["psnr"] == pytest.approx(expected)
     assert set(json.loads(p)["scale"] for p in frame["degradation_params"]) == {1}
+
+
+def test_consistency_in_a_sweep_uses_each_cells_degradation(
+    photo_folder: Path, tmp_path: Path
+) -> None:
+    grid = Grid(
+        name="c",
+        degradations=["gaussian_blur", "gaussian_noise"],
+        severities=[2],
+        seeds=[0],
+        chains=["gaussian_blur:2+jpeg_compression"],
+    )
+    run = tmp_path / "run"
+    metrics = ["psnr", "consistency", "psnr:crop_border=4"]
+    run_benchmark(photo_folder, grid, ["identity", "tv"], run, metrics=metrics, progress=False)
+    frame = load_results(run)
+    assert len(set(frame["degradation"])) == 3 and (frame["error"] == "").all()
+    assert {"consistency", "input_consistency", "psnr:crop_border=4"} <= set(frame.columns)
+    info = read_run_info(run)
+    assert "crop_border=4" in info["metrics"]["psnr:crop_border=4"]["convention"]
+    blur = frame[frame["degradation"] == "gaussian_blur"]
+    # identity returns the input: its consistency is the input's own, finite for blur + JPEG
+    ident = frame[frame["restorer"] == "identity"]
+    deterministic = ident[ident["degradation"] != "gaussian_noise"]
+    assert np.isfinite(deterministic["consistency"]).all()
+    assert np.allclose(deterministic["consistency"], deterministic["input_consistency"])
+    # the value is consistency with that cell's op, severity and seed
+    row = blur[blur["restorer"] == "tv"].iloc[0]
+    clean = read_image(photo_folder / f"{row['image_id']}.png")
+    restored = create_restorer("tv").restore(degrade(clean, "gaussian_blur", 2, seed=0))
+    expected = create_metric("consistency", degradation="gaussian_blur", severity=2)(
+        degrade(clean, "gaussian_blur", 2, seed=0), restored
+    )
+    assert row["consistency"] == pytest.approx(expected)
+    noise = frame[frame["degradation"] == "gaussian_noise"]
+    assert noise["consistency"].isna().all() and (noise["error"] == "").all()
+
+
+def test_consistency_of_super_resolution_pairs(photos: dict, tmp_path: Path) -> None:
+    from restorelab.benchmark.runner import run_benchmark_pairs
+
+    lq_dir, gt_dir = tmp_path / "lq", tmp_path / "gt"
+    lq_dir.mkdir()
+    gt_dir.mkdir()
+    import cv2
+
+    for name, image in photos.items():
+        gt = image[: image.shape[0] // 2 * 2, : image.shape[1] // 2 * 2]
+        Image.fromarray(gt).save(gt_dir / f"{name}.png")
+        low = cv2.resize(gt, (gt.shape[1] // 2, gt.shape[0] // 2), interpolation=cv2.INTER_AREA)
+        Image.fromarray(low).save(lq_dir / f"{name}x2.png")
+    run = tmp_path / "run"
+    run_benchmark_pairs(lq_dir, gt_dir, ["identity"], run, metrics=["consistency"], progress=False)
+    frame = load_results(run)
+    # a bicubic upscale downscaled by area again is close to the LQ, not equal
+    assert np.isfinite(frame["consistency"]).all() and (frame["consistency"] > 25).all()
+    assert np.allclose(frame["consistency"], frame["input_consistency"])

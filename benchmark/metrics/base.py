@@ -11,20 +11,49 @@ same convention and values equal to the per-image path up to float rounding.
 No-reference metrics (``no_reference=True``) ignore the reference argument (it may be None).
 Metrics whose model or optional package may be absent register a ``check`` hook; it runs when
 the metric is created, so a missing package or weight file is reported before any work starts.
+
+Metrics that score a restoration against the *degraded input* rather than the clean image
+(``consistency``) register ``for_cell``: in a benchmark run :meth:`Metric.score_cell` gives
+them the cell's own degradation (:class:`CellContext`).
+
+Specs: ``create_metric("lpips:net=vgg")`` equals ``create_metric("lpips", net="vgg")``; a
+metric's :attr:`Metric.label` (``"lpips:net=vgg"``) names its column in result tables.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from restorelab.config import parse_spec
 from restorelab.imageio import check_image
 from restorelab.registry import Registry
 
 MetricFn = Callable[..., float]
+
+#: Options that say where or from which folder a metric runs, not what it measures: they are
+#: left out of :attr:`Metric.label`.
+PLACEMENT_OPTIONS = frozenset({"device", "weights_dir"})
+
+
+@dataclass(frozen=True)
+class CellContext:
+    """How the input of one benchmark cell was made, for metrics that re-degrade (consistency).
+
+    ``degradation`` is a registered op or chain with its ``severity``, ``seed`` and optional
+    replacement ``levels`` (None when unknown, as for real paired test sets); ``scale`` is
+    the ground truth's size over the input's (1 for same-size cells).
+    """
+
+    degradation: str | None = None
+    severity: int = 0
+    seed: int = 0
+    levels: tuple | None = None
+    scale: int = 1
 
 
 @dataclass(frozen=True)
@@ -41,6 +70,7 @@ class MetricSpec:
     same_shape: bool = True
     check: Callable[[dict], None] | None = None
     batch: str | None = None
+    for_cell: Callable[[dict, CellContext], dict | None] | None = None
 
     @property
     def lower_better(self) -> bool:
@@ -62,6 +92,7 @@ def register_metric(
     same_shape: bool = True,
     check: Callable[[dict], None] | None = None,
     batch: str | None = None,
+    for_cell: Callable[[dict, CellContext], dict | None] | None = None,
     **default_options: Any,
 ) -> Callable[[MetricFn], MetricFn]:
     """Register ``fn(reference, distorted, **options) -> float`` as metric ``name``.
@@ -78,6 +109,10 @@ def register_metric(
     batch : str, optional
         ``"module:function"`` of a batched torch version, ``function(reference, distorted,
         **options) -> Tensor (B,)`` on float (B, 3, H, W) batches in [0, 1].
+    for_cell : callable, optional
+        For metrics whose reference is the degraded input: ``for_cell(options, context)``
+        returns the options for one benchmark cell (:class:`CellContext`), or None where the
+        metric is undefined there (the cell scores NaN). See :meth:`Metric.score_cell`.
     """
 
     def decorator(fn: MetricFn) -> MetricFn:
@@ -92,6 +127,7 @@ def register_metric(
             same_shape=same_shape,
             check=check,
             batch=batch,
+            for_cell=for_cell,
         )
         METRICS.add(name, spec, aliases=aliases)
         return fn
@@ -118,6 +154,19 @@ class Metric:
     no_reference = property(lambda self: self.spec.no_reference)
 
     @property
+    def label(self) -> str:
+        """The name plus the options that differ from the defaults (placement left out), e.g.
+        ``"lpips:net=vgg"``: the metric's column in result tables."""
+        changed = {
+            k: v
+            for k, v in sorted(self.options.items())
+            if k not in PLACEMENT_OPTIONS and self.spec.default_options.get(k) != v
+        }
+        if not changed:
+            return self.name
+        return self.name + ":" + ",".join(f"{k}={v}" for k, v in changed.items())
+
+    @property
     def convention(self) -> str:
         """The convention string, with the bound options appended."""
         opts = ", ".join(f"{k}={v}" for k, v in sorted(self.options.items()))
@@ -136,6 +185,26 @@ class Metric:
                 "must have the same shape"
             )
         return float(self.spec.fn(reference, distorted, **self.options))
+
+    def score_cell(
+        self,
+        clean: np.ndarray,
+        degraded_input: np.ndarray,
+        output: np.ndarray,
+        context: CellContext,
+    ) -> float:
+        """Score ``output`` (a restoration, or the input itself) in one benchmark cell.
+
+        Most metrics compare it with ``clean``. Metrics registered with ``for_cell``
+        (consistency) compare it with ``degraded_input`` (the input at its own size), using
+        the cell's degradation from ``context``; NaN where that is undefined.
+        """
+        if self.spec.for_cell is None:
+            return self(clean, output)
+        options = self.spec.for_cell(self.options, context)
+        if options is None:
+            return math.nan
+        return Metric(self.spec, options)(degraded_input, output)
 
     @property
     def has_batch(self) -> bool:
@@ -190,8 +259,13 @@ def _unit_batch(batch: Any, name: str) -> Any:
 
 
 def create_metric(name: str, **options: Any) -> Metric:
-    """The metric registered as ``name``, bound to ``options`` (e.g. ``crop_border=4``)."""
-    return Metric(METRICS.get(name), options)
+    """The metric registered as ``name``, bound to ``options`` (e.g. ``crop_border=4``).
+
+    ``name`` may carry options as a spec, ``"name:key=value,..."`` (values parsed as YAML
+    scalars); keyword ``options`` override those.
+    """
+    base, spec_options = parse_spec(name) if ":" in name else (name, {})
+    return Metric(METRICS.get(base), {**spec_options, **options})
 
 
 def list_metrics() -> list[str]:

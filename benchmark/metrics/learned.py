@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from restorelab.benchmark.metrics.base import register_metric
+from restorelab.benchmark.metrics.base import CellContext, register_metric
 from restorelab.benchmark.metrics.fidelity import _crop, _psnr
 from restorelab.devices import resolve_device
 from restorelab.weights import checkpoint_path, require_weights
@@ -199,19 +199,42 @@ def lpips_distance(
 
 
 def _check_consistency(options: dict) -> None:
-    from restorelab.degradations import DEGRADATIONS
+    from restorelab.degradations import is_stochastic
 
-    if options["resize"] is None and options["degradation"] is None:
-        raise ValueError("consistency: give a degradation (e.g. 'gaussian_blur') or a resize")
     if options["resize"] is not None and options["degradation"] is not None:
         raise ValueError("consistency: give a degradation or a resize factor, not both")
     if options["resize"] is not None and not (
         isinstance(options["resize"], int) and options["resize"] >= 2
     ):
         raise ValueError(f"consistency: resize must be an integer >= 2, got {options['resize']!r}")
-    if options["degradation"] is not None:
-        for part in str(options["degradation"]).split("+"):
-            DEGRADATIONS.get(part.split(":")[0])  # unknown names raise with suggestions
+    if options["degradation"] is not None and is_stochastic(str(options["degradation"])):
+        raise ValueError(
+            f"consistency: {options['degradation']!r} is random; degrading the output again "
+            "says nothing without the ground truth (use a blur, resize, JPEG or pixelate)"
+        )
+
+
+def _consistency_for_cell(options: dict, context: CellContext) -> dict | None:
+    """Options for one benchmark cell: those given, else the cell's own degradation.
+
+    Super-resolution cells (``scale`` > 1) downscale by that factor; cells whose degradation
+    is random or unknown (same-size real pairs) have no consistency (None: NaN).
+    """
+    from restorelab.degradations import is_stochastic
+
+    if options["degradation"] is not None or options["resize"] is not None:
+        return options
+    if context.scale > 1:
+        return {**options, "resize": int(context.scale)}
+    if context.degradation is None or is_stochastic(context.degradation):
+        return None
+    return {
+        **options,
+        "degradation": context.degradation,
+        "severity": int(context.severity),
+        "seed": int(context.seed),
+        "levels": context.levels,
+    }
 
 
 def _downscale(image: np.ndarray, factor: int) -> np.ndarray:
@@ -233,9 +256,11 @@ def _downscale(image: np.ndarray, factor: int) -> np.ndarray:
     value_range=(0.0, float("inf")),
     same_shape=False,
     check=_check_consistency,
+    for_cell=_consistency_for_cell,
     degradation=None,
     severity=1,
     seed=0,
+    levels=None,
     resize=None,
     crop_border=0,
 )
@@ -246,6 +271,7 @@ def consistency(
     degradation: str | None = None,
     severity: int = 1,
     seed: int = 0,
+    levels: tuple | None = None,
     resize: int | None = None,
     crop_border: int = 0,
 ) -> float:
@@ -267,9 +293,14 @@ def consistency(
     degradation : str, optional
         A :func:`restorelab.degradations.degrade` name or chain (e.g. "gaussian_blur"); give
         this or ``resize``, not both. Only deterministic degradations (blurs, JPEG, pixelate)
-        make sense here.
+        make sense here; random ones are refused. In a benchmark run (``restorelab bench``)
+        leave both unset: each cell uses its own degradation, severity and seed (its
+        super-resolution factor for paired sets), and cells with a random degradation score
+        NaN.
     severity, seed : int
-        Passed to :func:`~restorelab.degradations.degrade`.
+        Passed to :func:`~restorelab.degradations.degrade_with_params`.
+    levels : tuple, optional
+        A replacement severity table (PSNR-matched grids), as for ``degrade_with_params``.
     resize : int, optional
         Super-resolution factor: ``restored`` is downscaled by it (OpenCV ``INTER_AREA``, i.e.
         box averaging) and compared with the low-resolution input.
@@ -282,12 +313,17 @@ def consistency(
         PSNR in dB, higher is more consistent; ``inf`` when the re-degraded output equals the
         input exactly.
     """
-    from restorelab.degradations import degrade
+    from restorelab.degradations import degrade_with_params
 
     if resize is not None:
         again = _downscale(restored, resize)
+    elif degradation is not None:
+        again = degrade_with_params(restored, degradation, severity, seed, levels=levels).image
     else:
-        again = degrade(restored, degradation, severity, seed=seed)
+        raise ValueError(
+            "consistency: give a degradation (e.g. 'consistency:degradation=gaussian_blur,"
+            "severity=3') or a resize factor; benchmark runs use each cell's own"
+        )
     if again.shape != degraded_input.shape:
         raise ValueError(
             f"consistency: the re-degraded output {again.shape} and the degraded input "
