@@ -81,21 +81,22 @@ def _results_mtime(run_dir: str) -> float:
 
 def _curve_chart(table: pd.DataFrame, metric: str) -> alt.Chart:
     """Lines of ``metric`` over severity, one per restorer; the degraded input dashed."""
-    long = table.reset_index().melt(id_vars="severity", var_name="restorer", value_name=metric)
+    # a fixed field name: metric labels such as "psnr:crop_border=4" are not Altair shorthand
+    long = table.reset_index().melt(id_vars="severity", var_name="restorer", value_name="value")
     long["line"] = np.where(long["restorer"] == INPUT_LABEL, "degraded input", "restored")
     return (
         alt.Chart(long)
         .mark_line(point=True)
         .encode(
             x=alt.X("severity:O", title="severity", axis=alt.Axis(labelAngle=0)),
-            y=alt.Y(f"{metric}:Q", scale=alt.Scale(zero=False), title=metric),
+            y=alt.Y("value:Q", scale=alt.Scale(zero=False), title=metric),
             color=alt.Color("restorer:N"),
             strokeDash=alt.StrokeDash(
                 "line:N",
                 scale=alt.Scale(domain=["restored", "degraded input"], range=[[1, 0], [5, 4]]),
                 legend=None,
             ),
-            tooltip=["restorer", "severity", alt.Tooltip(f"{metric}:Q", format=".4f")],
+            tooltip=["restorer", "severity", alt.Tooltip("value:Q", title=metric, format=".4f")],
         )
         .properties(height=280)
     )
@@ -142,7 +143,7 @@ def main() -> None:
             f"CI is a bootstrap over images ({UI_N_BOOT} resamples; each image averaged first)."
         )
         board = _board(run_dir, mtime, *picked)
-        st.dataframe(board.round(4), hide_index=True, use_container_width=True)
+        st.dataframe(board.round(4), hide_index=True, width="stretch")
         conventions = info.get("metrics", {})
         if conventions:
             with st.expander("Metric conventions"):
@@ -157,7 +158,7 @@ def main() -> None:
         for index, (degradation, table) in enumerate(curves.items()):
             with columns[index % len(columns)]:
                 st.markdown(f"**{degradation}**")
-                st.altair_chart(_curve_chart(table, metric), use_container_width=True)
+                st.altair_chart(_curve_chart(table, metric), width="stretch")
     with tab_breakdown:
         st.subheader("Breakdown severity")
         st.write(
@@ -165,9 +166,7 @@ def main() -> None:
             "(mean gain over images ≤ 0, oriented by the metric's direction); *never* when it "
             "still helps at the hardest severity. All severities of the selected degradations."
         )
-        st.dataframe(
-            _breakdown(run_dir, mtime, picked[0]), hide_index=True, use_container_width=True
-        )
+        st.dataframe(_breakdown(run_dir, mtime, picked[0]), hide_index=True, width="stretch")
     with tab_paired:
         st.subheader("Paired comparison")
         restorers = list(board["restorer"])
@@ -183,7 +182,7 @@ def main() -> None:
                 f"cells where {a} is better / tied / worse (ties: 0.01 dB psnr, 1e-4 ssim)."
             )
             table = _paired(run_dir, mtime, *picked, a, b)
-            st.dataframe(table.round(4), hide_index=True, use_container_width=True)
+            st.dataframe(table.round(4), hide_index=True, width="stretch")
     with tab_curation:
         report = curation_report(info)
         if report is None:
@@ -196,7 +195,7 @@ def main() -> None:
             cols[1].metric("kept", summary.get("kept", 0))
             cols[2].metric("rejected", summary.get("rejected", 0))
             st.write("Rejections by reason", summary.get("rejection_reasons", {}))
-            st.dataframe(rejected, hide_index=True, use_container_width=True)
+            st.dataframe(rejected, hide_index=True, width="stretch")
     with tab_errors:
         errors = error_rows(run_dir)
         if errors.empty:
@@ -205,7 +204,7 @@ def main() -> None:
             st.dataframe(
                 errors[["image_id", "degradation", "severity", "seed", "restorer", "error"]],
                 hide_index=True,
-                use_container_width=True,
+                width="stretch",
             )
 
 

@@ -45,7 +45,12 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory, photos: dict) -> Path:
         encoding="utf-8",
     )
     run_benchmark(
-        root / "corpus", load_grid(grid), ["identity", "wavelet"], root / "run", progress=False
+        root / "corpus",
+        load_grid(grid),
+        ["identity", "wavelet"],
+        root / "run",
+        metrics=["psnr", "ssim", "psnr:crop_border=4"],  # a label with ':' and '='
+        progress=False,
     )
     return root / "run"
 
@@ -82,6 +87,15 @@ def test_streamlit_app_renders_without_exception(
     # narrowing the filter re-renders
     app.sidebar.multiselect[0].set_value(["gaussian_noise"]).run()
     assert not app.exception
+
+    # every metric draws its curves, labelled ones included
+    def metric_box():
+        return next(box for box in app.selectbox if box.label == "Metric for curves")
+
+    assert "psnr:crop_border=4" in metric_box().options
+    for option in list(metric_box().options):
+        metric_box().set_value(option).run()
+        assert not app.exception, option
 
 
 def test_streamlit_app_without_a_run_dir_explains(
