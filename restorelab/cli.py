@@ -620,6 +620,9 @@ def list_registered() -> None:
         arrow = "↑" if spec.higher_is_better else "↓"
         batched = " [batched torch: Metric.batch]" if spec.batch else ""
         click.echo(f"  {name:<20} {arrow} {spec.convention}{batched}")
+        if spec.default_options:
+            options = ", ".join(f"{k}={v}" for k, v in spec.default_options.items())
+            click.echo(f"  {'':<22}options ({name}:key=value,...): {options}")
     click.echo("grids: " + ", ".join(packaged_grids()))
 
 
