@@ -189,9 +189,11 @@ def _thumbnail(image: np.ndarray) -> Image.Image:
     return pil
 
 
-def _maxrss_mb() -> float:
-    """Peak resident memory of this process so far, MiB (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+def _maxrss_mb(children: bool = False) -> float:
+    """Peak resident memory so far, MiB (Linux reports KiB): of this process, or with
+    ``children`` of the largest child process waited for (external commands)."""
+    who = resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF
+    return resource.getrusage(who).ru_maxrss / 1024.0
 
 
 def _cuda_reset(device: str) -> bool:
@@ -323,8 +325,9 @@ def _restore_cells(cells: list[_Cell]) -> list[list[dict]]:
 
 def _run_restorer(restorer: Restorer, cells: list[_Cell]) -> list[tuple]:
     """(restored or None, error, provenance) per cell, measuring time and peak memory."""
-    cuda = _cuda_reset(restorer.device)
-    rss_before = _maxrss_mb()
+    external = restorer.runs_in_subprocess  # its memory is another process's
+    cuda = not external and _cuda_reset(restorer.device)
+    rss_before = _maxrss_mb(external)
     start = time.perf_counter()
     error = ""
     try:
@@ -341,7 +344,7 @@ def _run_restorer(restorer: Restorer, cells: list[_Cell]) -> list[tuple]:
         outs = [None] * len(cells)
         error = f"{type(exc).__name__}: {exc}"
     seconds = (time.perf_counter() - start) / len(cells)
-    rss_after = _maxrss_mb()
+    rss_after = _maxrss_mb(external)
     provenance = {
         "seconds": seconds,
         "peak_rss_mb": rss_after,
@@ -587,7 +590,9 @@ def run_benchmark(
     image for batched restorers), ``device``, ``peak_rss_mb`` (the process's peak resident
     memory after the call, ``ru_maxrss``), ``peak_rss_delta_mb`` (how much the call raised that
     peak; 0 when it stayed below an earlier peak) and ``cuda_peak_mb``
-    (``torch.cuda.max_memory_allocated`` for CUDA restorers, else NaN).
+    (``torch.cuda.max_memory_allocated`` for CUDA restorers, else NaN). For external commands
+    the memory columns describe the child processes (``RUSAGE_CHILDREN``: the largest child
+    so far) and ``cuda_peak_mb`` is NaN.
     """
     corpus = Path(corpus)
     run_dir = Path(out)

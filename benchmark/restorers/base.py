@@ -46,6 +46,9 @@ class Restorer:
     scale: int = 1
     #: Whether :meth:`restore_array` takes ``degradation=`` (the cell's true parameters).
     wants_degradation: ClassVar[bool] = False
+    #: Whether the work runs in a child process (external commands): the runner then reads
+    #: memory from the children.
+    runs_in_subprocess: ClassVar[bool] = False
 
     def __init__(self, **options: Any) -> None:
         unknown = sorted(set(options) - set(self.defaults))

@@ -59,6 +59,7 @@ class CommandRestorer(Restorer):
     """
 
     name = "cmd"
+    runs_in_subprocess = True
     #: ``CUDA_VISIBLE_DEVICES`` for the command, set by :meth:`to` (None: inherit).
     _visible_gpu: str | None = None
     defaults: ClassVar[dict[str, Any]] = {
