@@ -509,7 +509,8 @@ def test_consistency_of_super_resolution_pairs(photos: dict, tmp_path: Path) -> 
 def test_external_commands_report_their_own_memory(photo_folder: Path, tmp_path: Path) -> None:
     script = tmp_path / "hungry.py"
     script.write_text(
-        "import shutil, sys\nblock = b'x' * (1600 * 2**20)\nshutil.copy(sys.argv[1], sys.argv[2])\n",
+        "import shutil, sys\nblock = b'x' * (1600 * 2**20)\n"
+        "shutil.copy(sys.argv[1], sys.argv[2])\n",
         encoding="utf-8",
     )
     run, corpus = tmp_path / "run", tmp_path / "one"
