@@ -189,11 +189,9 @@ def _thumbnail(image: np.ndarray) -> Image.Image:
     return pil
 
 
-def _maxrss_mb(children: bool = False) -> float:
-    """Peak resident memory so far, MiB (Linux reports KiB): of this process, or with
-    ``children`` of the largest child process waited for (external commands)."""
-    who = resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF
-    return resource.getrusage(who).ru_maxrss / 1024.0
+def _maxrss_mb() -> float:
+    """Peak resident memory of this process so far, MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def _cuda_reset(device: str) -> bool:
@@ -325,9 +323,9 @@ def _restore_cells(cells: list[_Cell]) -> list[list[dict]]:
 
 def _run_restorer(restorer: Restorer, cells: list[_Cell]) -> list[tuple]:
     """(restored or None, error, provenance) per cell, measuring time and peak memory."""
-    external = restorer.runs_in_subprocess  # its memory is another process's
+    external = restorer.runs_in_subprocess  # its memory is other processes'
     cuda = not external and _cuda_reset(restorer.device)
-    rss_before = _maxrss_mb(external)
+    rss_before = _maxrss_mb()
     start = time.perf_counter()
     error = ""
     try:
@@ -344,11 +342,11 @@ def _run_restorer(restorer: Restorer, cells: list[_Cell]) -> list[tuple]:
         outs = [None] * len(cells)
         error = f"{type(exc).__name__}: {exc}"
     seconds = (time.perf_counter() - start) / len(cells)
-    rss_after = _maxrss_mb(external)
+    rss_after = _maxrss_mb()
     provenance = {
         "seconds": seconds,
-        "peak_rss_mb": rss_after,
-        "peak_rss_delta_mb": rss_after - rss_before,
+        "peak_rss_mb": restorer.last_peak_rss_mb if external else rss_after,
+        "peak_rss_delta_mb": math.nan if external else rss_after - rss_before,
         "cuda_peak_mb": _cuda_peak_mb(restorer.device) if cuda else math.nan,
     }
     return [(out, error, provenance) for out in outs]
@@ -591,8 +589,8 @@ def run_benchmark(
     memory after the call, ``ru_maxrss``), ``peak_rss_delta_mb`` (how much the call raised that
     peak; 0 when it stayed below an earlier peak) and ``cuda_peak_mb``
     (``torch.cuda.max_memory_allocated`` for CUDA restorers, else NaN). For external commands
-    the memory columns describe the child processes (``RUSAGE_CHILDREN``: the largest child
-    so far) and ``cuda_peak_mb`` is NaN.
+    ``peak_rss_mb`` is the peak of the command's own process tree (sampled from ``/proc``,
+    see :func:`restorelab.memory.run_measured`), and the delta and CUDA columns are NaN.
     """
     corpus = Path(corpus)
     run_dir = Path(out)

@@ -46,8 +46,8 @@ class Restorer:
     scale: int = 1
     #: Whether :meth:`restore_array` takes ``degradation=`` (the cell's true parameters).
     wants_degradation: ClassVar[bool] = False
-    #: Whether the work runs in a child process (external commands): the runner then reads
-    #: memory from the children.
+    #: Whether the work runs in child processes (external commands). Such restorers set
+    #: ``last_peak_rss_mb`` after each call, and the runner records that instead of its own.
     runs_in_subprocess: ClassVar[bool] = False
 
     def __init__(self, **options: Any) -> None:

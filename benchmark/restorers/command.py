@@ -15,6 +15,7 @@ runner records that message in the row's ``error`` column and goes on.
 
 from __future__ import annotations
 
+import math
 import os
 import shlex
 import subprocess
@@ -28,6 +29,7 @@ from PIL import Image
 from restorelab.benchmark.restorers.base import Restorer, register_restorer
 from restorelab.devices import cuda_visible_devices
 from restorelab.imageio import read_image
+from restorelab.memory import run_measured
 
 #: Lines of stderr quoted in an error message.
 STDERR_LINES = 8
@@ -60,6 +62,8 @@ class CommandRestorer(Restorer):
 
     name = "cmd"
     runs_in_subprocess = True
+    #: Peak resident memory of the last call's process tree, MiB (NaN before any call).
+    last_peak_rss_mb: float = math.nan
     #: ``CUDA_VISIBLE_DEVICES`` for the command, set by :meth:`to` (None: inherit).
     _visible_gpu: str | None = None
     defaults: ClassVar[dict[str, Any]] = {
@@ -115,15 +119,15 @@ class CommandRestorer(Restorer):
         for key, value in mapping.items():
             words = [w.replace("{" + key + "}", value) for w in words]
         timeout = float(self.options["timeout"])
+        self.last_peak_rss_mb = math.nan
         try:
             env = None
             if self._visible_gpu is not None:
                 env = {**os.environ, "CUDA_VISIBLE_DEVICES": self._visible_gpu}
-            proc = subprocess.run(
-                words, capture_output=True, text=True, timeout=timeout, check=False, env=env
-            )
+            proc = run_measured(words, timeout=timeout, env=env)
+            self.last_peak_rss_mb = proc.peak_rss_mb
         except subprocess.TimeoutExpired as exc:
-            stderr = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else ""
+            stderr = exc.stderr if isinstance(exc.stderr, str) else ""
             raise CommandError(
                 f"command {self.command!r} timed out after {timeout:g} s; stderr tail:\n"
                 f"{_tail(stderr or '')}"
