@@ -134,14 +134,16 @@ def run_measured(
     measurable = os.path.isdir(f"/proc/{proc.pid}")
     peaks: dict[int, int] = {}
     deadline = time.monotonic() + timeout
+    interval = SAMPLE_INTERVAL / 8  # denser at first: short commands still get samples
     while True:
         if measurable:
             for pid in [proc.pid, *_descendants(proc.pid)]:
                 peaks[pid] = max(peaks.get(pid, 0), _hwm_kib(pid))
         try:
-            stdout, stderr = proc.communicate(timeout=SAMPLE_INTERVAL)
+            stdout, stderr = proc.communicate(timeout=interval)
             break
         except subprocess.TimeoutExpired:
+            interval = min(2 * interval, SAMPLE_INTERVAL)
             if time.monotonic() > deadline:
                 proc.kill()
                 stdout, stderr = proc.communicate()

@@ -23,11 +23,12 @@ def test_run_measured_output_exit_code_and_timeout() -> None:
 
     from restorelab.memory import run_measured
 
-    done = run_measured(
-        [sys.executable, "-c", "import sys; print('out'); print('err', file=sys.stderr); exit(3)"],
-        timeout=30,
+    code = (
+        "import sys, time; block = b'x' * 2**27; time.sleep(0.2); print('out'); "
+        "print('err', file=sys.stderr); exit(3)"
     )
+    done = run_measured([sys.executable, "-c", code], timeout=30)
     assert (done.returncode, done.stdout.strip(), done.stderr.strip()) == (3, "out", "err")
-    assert done.peak_rss_mb > 1  # an interpreter's few MiB, sampled from /proc
+    assert 128 <= done.peak_rss_mb < 300  # its 128 MiB block and an interpreter, not ours
     with pytest.raises(subprocess.TimeoutExpired):
         run_measured([sys.executable, "-c", "import time; time.sleep(30)"], timeout=0.3)
