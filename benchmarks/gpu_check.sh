@@ -24,6 +24,9 @@ export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total --format=csv 2>&1 | tee "$OUT/gpu.txt"
 python3 -P -m pytest -q -p no:cacheprovider tests/test_torch_ops.py tests/test_metrics_batched.py \
     2>&1 | tee "$OUT/tests.log" | tail -n 15
+# device resolution against a real GPU (the bench test needs pandas, absent there)
+python3 -P -m pytest -q -p no:cacheprovider tests/test_devices.py -k "not bench" \
+    2>&1 | tee "$OUT/tests_devices.log" | tail -n 5
 python3 -P benchmarks/degradations.py --gpu-only --json "$OUT/degradations_gpu.json" \
     2>&1 | tee "$OUT/degradations_gpu.log"
 python3 -P benchmarks/metrics.py --throughput cuda --size 1024 --batch 16 --repeat 5 \
