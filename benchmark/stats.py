@@ -32,9 +32,19 @@ from restorelab.results import load_results, read_run_info
 #: Columns that identify one cell (an image under one degradation setting).
 CELL_COLUMNS = ("image_id", "degradation", "severity", "seed")
 
-#: Differences at most this large count as ties in :func:`paired_comparison` (metric units).
-#: Metrics not listed tie only when exactly equal.
-DEFAULT_TIE_TOLERANCE: dict[str, float] = {"psnr": 0.01, "ssim": 1e-4}
+#: Differences at most this large count as ties in :func:`paired_comparison`, and gains at
+#: most this large as "no gain" in :func:`breakdown_severity` (metric units: 0.01 dB, 1e-4 of
+#: SSIM / LPIPS / DISTS). Labels with options (``"psnr:crop_border=4"``) use their metric's
+#: entry; metrics not listed tie only when exactly equal.
+DEFAULT_TIE_TOLERANCE: dict[str, float] = {
+    "psnr": 0.01,
+    "psnr_y": 0.01,
+    "consistency": 0.01,
+    "ssim": 1e-4,
+    "ssim_y": 1e-4,
+    "lpips": 1e-4,
+    "dists": 1e-4,
+}
 
 #: Folder under the run folder that :func:`write_report` fills.
 REPORT_DIR = "report"
@@ -152,7 +162,7 @@ def resolve_directions(
 def _tolerances(metrics: Iterable[str], tie_tolerance: Mapping[str, float] | float | None):
     if tie_tolerance is None or isinstance(tie_tolerance, Mapping):
         given = {**DEFAULT_TIE_TOLERANCE, **dict(tie_tolerance or {})}
-        result = {m: float(given.get(m, 0.0)) for m in metrics}
+        result = {m: float(given.get(m, given.get(m.split(":")[0], 0.0))) for m in metrics}
     else:
         result = {m: float(tie_tolerance) for m in metrics}
     bad = {m: t for m, t in result.items() if not t >= 0}
@@ -412,6 +422,7 @@ def breakdown_severity(
     *,
     higher_is_better: Directions | None = None,
     threshold: Mapping[str, float] | float | None = None,
+    tie_tolerance: Mapping[str, float] | float | None = None,
 ) -> pd.DataFrame:
     """The first severity at which each restorer stops helping, per degradation and metric.
 
@@ -427,6 +438,9 @@ def breakdown_severity(
         A quality floor: the restorer also breaks down where its mean restored score is worse
         than this (below it when higher is better, above it otherwise), e.g.
         ``{"psnr": 20}``. A float is allowed with a single metric only.
+    tie_tolerance : mapping or float, optional
+        Mean gains at most this large count as no gain (default
+        :data:`DEFAULT_TIE_TOLERANCE`: a restorer that adds 0.001 dB has stopped helping).
 
     Returns
     -------
@@ -443,10 +457,12 @@ def breakdown_severity(
     The gain at a severity is the mean over images of (restored − input), each image first
     averaged over its seeds, with its sign flipped for lower-is-better metrics so that a
     positive gain always means improvement. The restorer breaks down at the first severity
-    where that gain is <= 0, or where the threshold is crossed.
+    where that gain is within the tie tolerance (<= 0.01 dB for PSNR), or where the threshold
+    is crossed.
     """
     frame, metrics = _check_frame(frame, metrics, [*CELL_COLUMNS, "restorer"])
     directions = resolve_directions(metrics, higher_is_better)
+    tolerances = _tolerances(metrics, tie_tolerance)
     if threshold is None:
         floors: dict[str, float] = {}
     elif isinstance(threshold, Mapping):
@@ -478,7 +494,7 @@ def breakdown_severity(
                 gains.append(f"{int(severity)}:{gain:+.{digits}f}")
                 if breaks_at is not None:
                     continue
-                why = ["no gain"] if gain <= 0 else []
+                why = ["no gain"] if gain <= tolerances[m] else []
                 if m in floors and sign * (score - floors[m]) < 0:
                     why.append(f"{m} {'<' if directions[m] else '>'} {floors[m]:g}")
                 if why:

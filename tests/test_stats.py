@@ -197,6 +197,20 @@ def test_breakdown_never_and_lower_is_better() -> None:
     assert flipped.iloc[0]["breaks_at"] == 1 and flipped.iloc[0]["gains"].startswith("1:-2.00")
 
 
+def test_breakdown_counts_a_negligible_gain_as_none() -> None:
+    # +0.004 dB is within PSNR's 0.01 dB tie tolerance: the restorer has stopped helping
+    table = breakdown_severity(_severity_frame([2.0, 0.004, 1.0]), "psnr")
+    assert table.iloc[0]["breaks_at"] == 2 and table.iloc[0]["reason"] == "no gain"
+    exact = breakdown_severity(_severity_frame([2.0, 0.004, 1.0]), "psnr", tie_tolerance=0.0)
+    assert pd.isna(exact.iloc[0]["breaks_at"])
+    # a label with options uses its metric's tolerance
+    relabelled = _severity_frame([2.0, 0.004]).rename(
+        columns={"psnr": "psnr:crop_border=4", "input_psnr": "input_psnr:crop_border=4"}
+    )
+    row = breakdown_severity(relabelled, "psnr:crop_border=4").iloc[0]
+    assert row["breaks_at"] == 2
+
+
 def test_breakdown_threshold_mode() -> None:
     # gains stay +1 at every severity, but the restored psnr falls 26, 23, 20, 17
     frame = pd.concat(
