@@ -17,6 +17,7 @@ Two optional capabilities the runner uses:
 from __future__ import annotations
 
 import hashlib
+import math
 import json
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -49,6 +50,8 @@ class Restorer:
     #: Whether the work runs in child processes (external commands). Such restorers set
     #: ``last_peak_rss_mb`` after each call, and the runner records that instead of its own.
     runs_in_subprocess: ClassVar[bool] = False
+    #: Peak resident memory of the last call's child processes, MiB (NaN: not measured).
+    last_peak_rss_mb: float = math.nan
 
     def __init__(self, **options: Any) -> None:
         unknown = sorted(set(options) - set(self.defaults))

@@ -62,8 +62,6 @@ class CommandRestorer(Restorer):
 
     name = "cmd"
     runs_in_subprocess = True
-    #: Peak resident memory of the last call's process tree, MiB (NaN before any call).
-    last_peak_rss_mb: float = math.nan
     #: ``CUDA_VISIBLE_DEVICES`` for the command, set by :meth:`to` (None: inherit).
     _visible_gpu: str | None = None
     defaults: ClassVar[dict[str, Any]] = {
