@@ -17,8 +17,8 @@ Two optional capabilities the runner uses:
 from __future__ import annotations
 
 import hashlib
-import math
 import json
+import math
 from collections.abc import Callable
 from typing import Any, ClassVar
 
