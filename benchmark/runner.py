@@ -696,8 +696,6 @@ def _pair_rows(
         "scale": factor,
     }
     shared: dict = {"context": CellContext(None, scale=factor), "native_input": lq}
-    probe = _Cell(base, gt, upscaled, params, (), **shared)
-    shared["input_scores"] = _score(metrics, probe, upscaled, prefix="input_")
     if root:
         rel = image_relpath("degraded", "paired", 0, 0, image_id)
         png, thumb = _save_image(Path(root), rel, lq)
@@ -709,6 +707,9 @@ def _pair_rows(
         _Cell(base, gt, upscaled, params, same, prepared=True, **shared),
         _Cell(base, gt, lq, params, native, prepared=True, **shared),
     ]
+    input_scores = _score(metrics, cells[0], upscaled, prefix="input_")  # bicubic baseline
+    for cell in cells:
+        cell.input_scores = input_scores
     rows = [
         row
         for cell_rows in _restore_cells([c for c in cells if c.restorer_indices])
