@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -227,3 +227,25 @@ def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
                 raise ConfigError(f"spec {spec!r}: expected key=value, got {item!r}")
             options[key.strip()] = yaml.safe_load(value) if value.strip() else ""
     return name, options
+
+
+def spec_label(
+    name: str,
+    options: dict[str, Any],
+    defaults: dict[str, Any],
+    *,
+    ignore: Collection[str] = (),
+) -> str:
+    """The short spec of a configured entry: ``name``, plus ``:key=value,...`` for the options
+    that differ from ``defaults`` (sorted by key; keys in ``ignore`` left out).
+
+    >>> spec_label("tv", {"weight": 0.2, "eps": 2e-4}, {"weight": 0.1, "eps": 2e-4})
+    'tv:weight=0.2'
+    """
+    changed = sorted(
+        ((k, v) for k, v in options.items() if k not in ignore and defaults.get(k) != v),
+        key=lambda item: item[0],
+    )
+    if not changed:
+        return name
+    return name + ":" + ",".join(f"{k}={v}" for k, v in changed)

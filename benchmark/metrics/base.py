@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from restorelab.config import parse_spec
+from restorelab.config import parse_spec, spec_label
 from restorelab.imageio import check_image
 from restorelab.registry import Registry
 
@@ -157,14 +157,9 @@ class Metric:
     def label(self) -> str:
         """The name plus the options that differ from the defaults (placement left out), e.g.
         ``"lpips:net=vgg"``: the metric's column in result tables."""
-        changed = {
-            k: v
-            for k, v in sorted(self.options.items())
-            if k not in PLACEMENT_OPTIONS and self.spec.default_options.get(k) != v
-        }
-        if not changed:
-            return self.name
-        return self.name + ":" + ",".join(f"{k}={v}" for k, v in changed.items())
+        return spec_label(
+            self.name, self.options, self.spec.default_options, ignore=PLACEMENT_OPTIONS
+        )
 
     @property
     def convention(self) -> str:

@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from restorelab.config import parse_spec
+from restorelab.config import parse_spec, spec_label
 from restorelab.degradations.base import to_float, to_uint8
 from restorelab.imageio import check_image
 from restorelab.registry import Registry
@@ -74,10 +74,7 @@ class Restorer:
     @property
     def label(self) -> str:
         """Display name: the name, plus non-default options."""
-        changed = {k: v for k, v in self.options.items() if self.defaults.get(k) != v}
-        if not changed:
-            return self.name
-        return self.name + ":" + ",".join(f"{k}={v}" for k, v in sorted(changed.items()))
+        return spec_label(self.name, self.options, self.defaults)
 
     @property
     def batch_size(self) -> int:
