@@ -7,7 +7,7 @@ STAMP := $(VENV)/.restorelab-installed
 
 .PHONY: demo test lint dashboard clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
 	$(BIN)/python -m pip install -e '.[dev]'

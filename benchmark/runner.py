@@ -29,9 +29,9 @@ from restorelab.benchmark.metrics.base import CellContext
 from restorelab.benchmark.pairing import match_folders
 from restorelab.benchmark.restorers import Restorer, create_restorer
 from restorelab.benchmark.scoring import bind_metrics
-from restorelab.config import Grid
 from restorelab.corpus import CorpusItem, load_corpus
 from restorelab.degradations import degrade_with_params
+from restorelab.degradations.grid import Grid
 from restorelab.devices import resolve_device
 from restorelab.environment import hardware_info, package_versions
 from restorelab.imageio import read_image

@@ -194,7 +194,7 @@ def cleanvision_cmd(folder: Path) -> list[str]:
 
 def restorelab_cmd(folder: Path, out: Path, workers: int) -> list[str]:
     script = Path(sys.executable).with_name("restorelab")
-    head = [os.fspath(script)] if script.exists() else [sys.executable, "-m", "restorelab.cli"]
+    head = [os.fspath(script)] if script.exists() else [sys.executable, "-m", "restorelab"]
     return [
         *head,
         "curate",

@@ -16,9 +16,9 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from restorelab.config import Grid
 from restorelab.corpus import CorpusItem, load_corpus
 from restorelab.degradations.base import degrade_with_params
+from restorelab.degradations.grid import Grid
 from restorelab.imageio import read_image, write_image
 from restorelab.parallel import process_pool
 from restorelab.results import ResultsStore, write_json_atomic

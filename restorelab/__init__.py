@@ -1,15 +1,11 @@
 """restorelab: curate training data for, stress-test and compare diffusion-based image restorers.
 
 Subpackages: :mod:`restorelab.curation`, :mod:`restorelab.degradations`,
-:mod:`restorelab.benchmark`, :mod:`restorelab.dashboard`. The shared core (image I/O, config,
-results store, CLI) lives in this package.
+:mod:`restorelab.benchmark`, :mod:`restorelab.dashboard`. This package is the shared core
+(image I/O, config, registries, results store, devices); :mod:`restorelab.app` holds the
+command line, the demo and the doctor, which sit on top of everything.
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("restorelab")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0.0.0+unknown"
+from restorelab._version import __version__
 
 __all__ = ["__version__"]

@@ -59,3 +59,31 @@ def fake_alexnet_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     )
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def tiny_sdxl(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random-weight SDXL folder in the diffusers layout (see ``tests/tiny_sdxl.py``)."""
+    from tiny_sdxl import save_tiny_sdxl
+
+    return save_tiny_sdxl(tmp_path_factory.mktemp("tiny_sdxl") / "base")
+
+
+@pytest.fixture(scope="session")
+def tiny_loras(tiny_sdxl: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Two different random LoRA files (``scene``, ``face``) for the tiny base."""
+    from tiny_sdxl import save_tiny_lora
+
+    root = tmp_path_factory.mktemp("tiny_loras")
+    return {
+        name: save_tiny_lora(tiny_sdxl, root / name, seed=seed)
+        for name, seed in (("scene", 1), ("face", 2))
+    }
+
+
+@pytest.fixture(scope="session")
+def tiny_controlnet(tiny_sdxl: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny ControlNet folder matching the tiny base's UNet."""
+    from tiny_sdxl import save_tiny_controlnet
+
+    return save_tiny_controlnet(tiny_sdxl, tmp_path_factory.mktemp("tiny_cn") / "controlnet")

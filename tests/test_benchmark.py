@@ -11,8 +11,9 @@ import pytest
 from restorelab.benchmark import Restorer, run_benchmark
 from restorelab.benchmark.metrics import create_metric
 from restorelab.benchmark.runner import parse_shard
-from restorelab.config import ConfigError, Grid, load_grid
+from restorelab.config import ConfigError
 from restorelab.degradations import degrade
+from restorelab.degradations.grid import Grid, load_grid
 from restorelab.imageio import read_image
 from restorelab.results import KEY_COLUMNS, ResultsStore, load_results
 

@@ -11,8 +11,8 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+from restorelab.app.cli import main
 from restorelab.benchmark.metrics import create_metric
-from restorelab.cli import main
 from restorelab.degradations import degrade
 from restorelab.results import load_results
 
@@ -314,7 +314,7 @@ def test_score_folders(runner: CliRunner, photos: dict, tmp_path: Path) -> None:
 def test_metric_specs_on_the_command_line(
     runner: CliRunner, tmp_path: Path, astronaut: np.ndarray
 ) -> None:
-    from restorelab.cli import _split_specs
+    from restorelab.app.cli import _split_specs
 
     assert _split_specs("psnr, lpips:net=vgg,weights_dir=/w ,ssim") == [
         "psnr",

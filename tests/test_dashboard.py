@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from restorelab.benchmark import run_benchmark
-from restorelab.config import load_grid
 from restorelab.curation import CurationConfig, curate
 from restorelab.dashboard.data import (
     INPUT_LABEL,
@@ -23,6 +22,7 @@ from restorelab.dashboard.data import (
     load_run,
     severity_curves,
 )
+from restorelab.degradations.grid import load_grid
 
 APP = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from restorelab.benchmark import run_benchmark
-from restorelab.config import Grid
+from restorelab.degradations.grid import Grid
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed")

@@ -93,7 +93,7 @@ def test_bench_records_the_device_and_refuses_a_missing_gpu(
 
     from click.testing import CliRunner
 
-    from restorelab.cli import main
+    from restorelab.app.cli import main
 
     corpus = tmp_path / "corpus"
     corpus.mkdir()

@@ -254,7 +254,7 @@ def test_no_reference_metrics_run_pyiqa_on_local_files(
         [
             sys.executable,
             "-m",
-            "restorelab.cli",
+            "restorelab",
             "score",
             str(clean),
             str(blurred),

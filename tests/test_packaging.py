@@ -39,6 +39,6 @@ def test_no_generic_top_level_names_are_importable(tmp_path: Path) -> None:
 
 
 def test_packaged_grid_file_is_found() -> None:
-    from restorelab.config import packaged_grids
+    from restorelab.degradations.grid import packaged_grids
 
     assert "mini" in packaged_grids()

@@ -15,8 +15,8 @@ from restorelab.benchmark import create_restorer, run_benchmark
 from restorelab.benchmark.metrics import create_metric
 from restorelab.benchmark.restorers.classical import gaussian_psf, oracle_psf
 from restorelab.benchmark.restorers.command import CommandError
-from restorelab.config import Grid
 from restorelab.degradations import degrade_with_params
+from restorelab.degradations.grid import Grid
 from restorelab.results import load_results
 
 PY = sys.executable

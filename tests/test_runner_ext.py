@@ -21,8 +21,8 @@ from PIL import Image
 from restorelab.benchmark import Restorer, create_restorer, run_benchmark
 from restorelab.benchmark.metrics import create_metric
 from restorelab.benchmark.runner import env_shard, parse_shard, safe_name
-from restorelab.config import Grid, load_grid
 from restorelab.degradations import degrade
+from restorelab.degradations.grid import Grid, load_grid
 from restorelab.imageio import read_image
 from restorelab.results import KEY_COLUMNS, ResultsStore, load_results, read_run_info
 
@@ -34,7 +34,7 @@ SWEEP = textwrap.dedent(
     import numpy as np
     from restorelab.benchmark import Restorer, run_benchmark
     from restorelab.benchmark.restorers import create_restorer, register_restorer
-    from restorelab.config import load_grid
+    from restorelab.degradations.grid import load_grid
 
     @register_restorer
     class SlowTV(Restorer):
@@ -297,7 +297,7 @@ DIST = textwrap.dedent(
     import sys
     import torch.distributed as dist
     from restorelab.benchmark import run_benchmark
-    from restorelab.config import load_grid
+    from restorelab.degradations.grid import load_grid
 
     dist.init_process_group("gloo")
     corpus, grid, out = sys.argv[1:4]
@@ -374,7 +374,7 @@ def test_concurrent_run_info_updates_lose_nothing(tmp_path: Path) -> None:
 def test_accelerate_launch_shards_the_cli(
     photo_folder: Path, tiny_grid_file: Path, tmp_path: Path
 ) -> None:
-    """``accelerate launch --multi_gpu --num_processes 2 -m restorelab.cli bench ...`` (run
+    """``accelerate launch --multi_gpu --num_processes 2 -m restorelab bench ...`` (run
     here without GPUs, as accelerate allows) gives each rank its shard through RANK /
     WORLD_SIZE: one consistent run, every cell once."""
     if shutil.which("accelerate", path=str(Path(sys.executable).parent)) is None:
@@ -386,7 +386,7 @@ def test_accelerate_launch_shards_the_cli(
             str(Path(sys.executable).parent / "accelerate"), "launch", "--multi_gpu",
             "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
             "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
-            "-m", "restorelab.cli", "bench", "--corpus", str(photo_folder),
+            "-m", "restorelab", "bench", "--corpus", str(photo_folder),
             "--grid", str(tiny_grid_file), "--restorer", "identity", "--out", str(run),
         ],
         cwd=REPO, env={**env, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"},

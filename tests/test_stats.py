@@ -21,7 +21,7 @@ from restorelab.benchmark.stats import (
     summary_table,
     write_report,
 )
-from restorelab.config import load_grid
+from restorelab.degradations.grid import load_grid
 
 
 def synthetic(

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from restorelab.config import load_grid
 from restorelab.degradations import degrade, get_degradation, list_degradations, torch_ops
 from restorelab.degradations.blur import _local_shuffle
 from restorelab.degradations.digital import jpeg_roundtrip
+from restorelab.degradations.grid import load_grid
 from restorelab.degradations.torch_jpeg import jpeg_roundtrip_batch
 from restorelab.degradations.torch_ops import (
     TORCH_OPS,

@@ -17,12 +17,13 @@ from click.testing import CliRunner
 from skimage import data
 from tests_support import resized
 
+from restorelab.app.cli import main
+from restorelab.benchmark.calibration import calibrate, interpolate_level, match_levels
 from restorelab.benchmark.metrics import create_metric
-from restorelab.cli import main
-from restorelab.config import ConfigError, Grid, load_grid, packaged_grids
+from restorelab.config import ConfigError
 from restorelab.degradations import degrade, degrade_with_params, get_degradation
-from restorelab.degradations.calibration import calibrate, interpolate_level, match_levels
 from restorelab.degradations.chain import chain_severities, parse_chain
+from restorelab.degradations.grid import Grid, load_grid, packaged_grids
 
 IMAGENET_C = load_grid("imagenet-c").degradations
 RANDOM = {

@@ -91,8 +91,8 @@ def main() -> None:
 @_friendly
 def demo(out: str, grid_name: str, workers: int | None, max_side: int) -> None:
     """Run curate → degrade → restore → score on scikit-image's sample photos."""
-    from restorelab.config import load_grid
-    from restorelab.demo import run_demo
+    from restorelab.app.demo import run_demo
+    from restorelab.degradations.grid import load_grid
 
     started = time.time()
     result = run_demo(out, grid=load_grid(grid_name), workers=workers, max_side=max_side)
@@ -113,7 +113,7 @@ def demo(out: str, grid_name: str, workers: int | None, max_side: int) -> None:
 @main.command()
 def doctor() -> None:
     """Report Python, torch, GPU, extras and model weights, with how to get what is missing."""
-    from restorelab.doctor import format_report, run_checks
+    from restorelab.app.doctor import format_report, run_checks
 
     click.echo(format_report(run_checks()))
 
@@ -303,7 +303,7 @@ def bench(
     """Sweep restorers over CORPUS × GRID (or a paired set); re-running resumes."""
     from restorelab.benchmark import run_benchmark
     from restorelab.benchmark.runner import run_benchmark_pairs
-    from restorelab.config import load_grid
+    from restorelab.degradations.grid import load_grid
 
     if pairs:
         if corpus or grid_name:
@@ -511,8 +511,8 @@ def degrade() -> None:
 @_friendly
 def degrade_apply(grid_name: str, corpus: str, out: str, workers: int) -> None:
     """Write degraded copies of CORPUS for every cell of GRID, with a Parquet manifest."""
-    from restorelab.config import load_grid
     from restorelab.degradations.export import MANIFEST_FILE, export_degraded
+    from restorelab.degradations.grid import load_grid
 
     summary = export_degraded(corpus, load_grid(grid_name), out, workers=workers)
     click.echo(
@@ -569,8 +569,8 @@ def degrade_calibrate(
     """Mean PSNR/SSIM of degraded vs clean per op × severity (and PSNR-matched levels)."""
     import yaml
 
-    from restorelab.config import load_grid
-    from restorelab.degradations.calibration import calibrate, matched_grid
+    from restorelab.benchmark.calibration import calibrate, matched_grid
+    from restorelab.degradations.grid import load_grid
 
     grid = load_grid(grid_name)
     images = _load_images(corpus, max_images, max_side)
@@ -602,8 +602,8 @@ def list_registered() -> None:
     """List degradations, restorers, metrics and packaged grids."""
     from restorelab.benchmark.metrics import METRICS
     from restorelab.benchmark.restorers import RESTORERS
-    from restorelab.config import packaged_grids
     from restorelab.degradations import DEGRADATIONS
+    from restorelab.degradations.grid import packaged_grids
 
     click.echo("degradations:")
     for name in DEGRADATIONS:

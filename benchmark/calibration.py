@@ -21,8 +21,8 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from restorelab.benchmark.metrics import create_metric
-from restorelab.config import Grid
 from restorelab.degradations.base import apply_level, degrade_with_params, get_degradation
+from restorelab.degradations.grid import Grid
 
 
 def interpolate_level(name: str, t: float) -> float | tuple:

@@ -14,8 +14,8 @@ import numpy as np
 from PIL import Image
 
 from restorelab.benchmark import BenchmarkSummary, run_benchmark
-from restorelab.config import Grid, load_grid
 from restorelab.curation import CurationConfig, CurationResult, curate
+from restorelab.degradations.grid import Grid, load_grid
 
 #: scikit-image sample photographs used by the demo, with a caption for each.
 SAMPLE_PHOTOS: dict[str, str] = {
