@@ -152,7 +152,7 @@ class StatsSettings:
         return f"{self.support} cells"
 
 
-def _settings(
+def make_settings(
     settings: StatsSettings | None, **overrides: object
 ) -> StatsSettings:  # keyword arguments of the older API win over ``settings``
     base = settings or DEFAULT_SETTINGS
@@ -339,7 +339,7 @@ def error_reason(error: str) -> str:
     """
     line = str(error).strip().splitlines()[0] if str(error).strip() else "unknown error"
     line = re.sub(r"; stderr tail:.*$", "", line)
-    line = re.sub(r"/tmp/[^\s'\"]*", "<tmp>", line)
+    line = re.sub(r"\S*restorelab-cmd-[^\s'\"]*", "<tmp>", line)
     return line[:160] + ("…" if len(line) > 160 else "")
 
 
@@ -642,7 +642,7 @@ def summary_table(
       metric  mean  n  input_mean
     0   psnr  31.5  4        28.0
     """
-    settings = _settings(settings, n_boot=n_boot, seed=seed, ci=ci, support=support)
+    settings = make_settings(settings, n_boot=n_boot, seed=seed, ci=ci, support=support)
     by = list(by)
     rows, metrics = _supported(frame, metrics, ["image_id", *by], settings, restorers)
     return _summarise(rows, metrics, by, settings)
@@ -719,7 +719,7 @@ def leaderboard(
         direction; the input row is ranked too), ``support``. Rows are ordered by the first
         metric, best first.
     """
-    settings = _settings(settings, support=support)
+    settings = make_settings(settings, support=support)
     rows, metrics = _supported(frame, metrics, [*CELL_COLUMNS, "restorer"], settings, restorers)
     directions = resolve_directions(metrics, higher_is_better)
     columns = ["restorer", "metric", "higher_is_better", "mean", "ci_low", "ci_high",
@@ -803,7 +803,7 @@ def severity_curves(
         :data:`INPUT_LABEL` when ``include_input``), ``mean``, ``ci_low``, ``ci_high``, ``n``
         (images), ``support``; the numbers of :func:`summary_table` on the same settings.
     """
-    settings = _settings(settings)
+    settings = make_settings(settings)
     by = ["restorer", "degradation", "severity"]
     rows, metrics = _supported(frame, metric, [*CELL_COLUMNS, "restorer"], settings, restorers)
     m = metrics[0]
@@ -907,7 +907,7 @@ def paired_comparison(
     ``losses`` count *cells* and are oriented by the metric's direction: a win means ``a`` is
     better by more than the tie tolerance, whichever way "better" points.
     """
-    settings = _settings(settings, n_boot=n_boot, seed=seed, ci=ci)
+    settings = make_settings(settings, n_boot=n_boot, seed=seed, ci=ci)
     by = list(by)
     frame_ok, metrics = _check_frame(frame, metrics, [*CELL_COLUMNS, "restorer"])
     bad_by = [c for c in by if c not in CELL_COLUMNS[1:]]
@@ -994,7 +994,7 @@ def severity_gains(
         means improvement), ``ci_low``, ``ci_high``, ``mean`` (restored score), ``input_mean``,
         ``n_images``, ``support``.
     """
-    settings = _settings(settings)
+    settings = make_settings(settings)
     rows, metrics = _supported(frame, metrics, [*CELL_COLUMNS, "restorer"], settings, restorers)
     directions = resolve_directions(metrics, higher_is_better)
     keys = ["restorer", "degradation", "severity"]
@@ -1078,7 +1078,7 @@ def breakdown_severity(
         of 10 or more, three otherwise), ``n_images``, ``support``. The gains with their
         intervals are :func:`severity_gains`.
     """
-    settings = _settings(settings)
+    settings = make_settings(settings)
     if rule not in ("ci", "mean"):
         raise ValueError(f"rule must be 'ci' or 'mean', got {rule!r}")
     _, metrics = _check_frame(frame, metrics, [*CELL_COLUMNS, "restorer"])
@@ -1332,7 +1332,7 @@ def compute_report(
     ``n_boot``, ``seed`` and ``support`` override the fields of ``settings``
     (default :data:`DEFAULT_SETTINGS`). Directions come from the run's ``run.json``.
     """
-    settings = _settings(settings, n_boot=n_boot, seed=seed, support=support)
+    settings = make_settings(settings, n_boot=n_boot, seed=seed, support=support)
     frame, info = load_run_table(run_dir)
     return build_report(
         frame, info, vs=vs, metrics=metrics, threshold=threshold, settings=settings,
@@ -1495,6 +1495,10 @@ def _md_block(header: list[str], body: list[list[str]]) -> list[str]:
     return lines
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def _arrow(better: bool) -> str:
     return "↑" if better else "↓"
 
@@ -1520,17 +1524,12 @@ def _sections(report: Report, labels: _Labels) -> list[tuple[str, list[str], lis
         )
     fails = report.failures
     if not fails.empty:
-        body = [
-            [labels(r.restorer), str(r.cells), str(r.images), r.reason, r.example]
+        lines = [
+            [f"{labels(r.restorer)}: {r.cells} cells ({_plural(r.images, 'image')}) · "
+             f"{r.reason} · e.g. {r.example}"]
             for r in fails.itertuples(index=False)
-        ]
-        out.append(
-            (
-                "failed cells by restorer and reason",
-                ["restorer", "cells", "images", "reason", "example"],
-                body,
-            )
-        )
+        ]  # fmt: skip
+        out.append(("failed cells by restorer and reason", [], lines))
         dead = cover[cover["status"] == "no finished cell"]["restorer"] if not cover.empty else []
         for name in dead:
             out.append(
@@ -1564,7 +1563,7 @@ def _sections(report: Report, labels: _Labels) -> list[tuple[str, list[str], lis
             body.append(row)
         out.append(
             (
-                f"leaderboard · {where} · mean [{pct} CI] over images, Δ = restored − input",
+                f"leaderboard · {where} · mean [{pct} CI] · Δ = restored − input",
                 header,
                 body,
             )
@@ -1732,6 +1731,9 @@ def format_report(
         out += [f"# {intro[0]}" if intro[0] else "# restorelab report", ""]
         out += [line for line in intro[1:] if line] + [""]
         for heading, header, body in sections:
+            if not header and body:
+                out += [f"## {heading}", "", *[f"- {row[0]}" for row in body], ""]
+                continue
             if not header:
                 out += [f"*{heading}*", ""]
                 continue
@@ -1743,6 +1745,12 @@ def format_report(
         out += textwrap.wrap(line, width) if line else []
     out.append("")
     for heading, header, body in sections:
+        if not header and body:
+            out.append(f"== {heading} ==")
+            for row in body:
+                out += textwrap.wrap(row[0], width, subsequent_indent="    ")
+            out.append("")
+            continue
         if not header:
             out += [*textwrap.wrap(heading, width, subsequent_indent="  "), ""]
             continue

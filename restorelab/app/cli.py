@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import functools
-import json
-import math
 import os
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -128,32 +125,11 @@ def doctor() -> None:
     help="Interface to listen on (0.0.0.0 to serve other machines).",
 )
 def dashboard(run_dir: str, port: int, address: str) -> None:
-    """Start the Streamlit dashboard on RUN_DIR."""
-    app = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
-    if not app.is_file():  # installed as a wheel: the app sits in the package
-        from restorelab import dashboard as package
+    """Start the Streamlit dashboard on RUN_DIR (one Ctrl+C or SIGTERM stops it)."""
+    from restorelab.app.serve import serve
 
-        app = Path(package.__file__).parent / "app.py"
-    command = [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        str(app),
-        "--server.port",
-        str(port),
-        "--server.address",
-        address,
-        "--server.headless",
-        "true",
-        "--browser.gatherUsageStats",
-        "false",
-        "--",
-        os.path.abspath(run_dir),
-    ]
     click.echo(f"dashboard on http://{address}:{port}  (Ctrl+C stops it)")
-    env = {**os.environ, "RESTORELAB_RUN_DIR": os.path.abspath(run_dir)}
-    raise SystemExit(subprocess.call(command, env=env))
+    raise SystemExit(serve(run_dir, port, address))
 
 
 @main.command()
@@ -259,7 +235,9 @@ def curate(
     "restorers",
     multiple=True,
     required=True,
-    help="Restorer spec NAME[:key=value,...] or 'cmd:COMMAND {in} {out}'; repeat.",
+    help="Restorer spec NAME[:key=value,...] or an external program "
+    "'cmd[name=SHORT,scale=S]:COMMAND {in} {out}' (name: its label in reports; scale=4 for a "
+    "x4 upscaler); repeat.",
 )
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Run folder.")
 @click.option(
@@ -340,144 +318,6 @@ def bench(
     )
     for line in summary.errors[:10]:
         click.echo(f"  error: {line}", err=True)
-
-
-@main.command()
-@click.argument("ref", type=click.Path(exists=True))
-@click.argument("dist", type=click.Path(exists=True))
-@click.option(
-    "--metrics",
-    default="psnr,ssim",
-    show_default=True,
-    help="Comma-separated names or specs, e.g. psnr,lpips:net=vgg or "
-    "consistency:degradation=gaussian_blur,severity=3 (REF is then the degraded input).",
-)
-@click.option(
-    "--crop-border",
-    type=int,
-    default=0,
-    show_default=True,
-    help="Pixels removed from each side before scoring.",
-)
-@click.option(
-    "--json",
-    "as_json",
-    is_flag=True,
-    help="JSON: one object metric → value for two files; for two folders, per-pair "
-    "rows, means and unmatched files.",
-)
-@_friendly
-def score(ref: str, dist: str, metrics: str, crop_border: int, as_json: bool) -> None:
-    """Score DIST against reference REF: two images, or two folders paired by file name.
-
-    Folder pairs match by relative path and name, ignoring side markers at the end of the
-    name (x4, _LR4, _HR, _lq, _gt, _SR): 0801x4_SR.png pairs with 0801.png.
-    """
-    from restorelab.benchmark.pairing import match_folders
-    from restorelab.benchmark.scoring import bind_metrics, json_number, score_pair
-
-    bound = bind_metrics(_split_specs(metrics), crop_border=crop_border, by_label=False)
-    if Path(ref).is_dir() != Path(dist).is_dir():
-        raise click.UsageError("REF and DIST must both be files or both be folders")
-    if not Path(ref).is_dir():
-        values = score_pair(ref, dist, bound)
-        if as_json:  # JSON has no infinity: identical images give PSNR null
-            click.echo(json.dumps({k: json_number(v) for k, v in values.items()}))
-        else:
-            for name, value in values.items():
-                click.echo(f"{name:<10} {value:.6f}")
-        return
-    pairs, unmatched = match_folders(dist, ref, labels=("dist", "ref"))
-    if not pairs:
-        raise click.ClickException(f"no image of {dist} matches a file name in {ref}")
-    from tqdm.auto import tqdm
-
-    rows = []
-    for key, dist_path, ref_path in tqdm(pairs, desc="score", unit="pair", file=sys.stderr):
-        try:
-            rows.append({"pair": key, **score_pair(ref_path, dist_path, bound)})
-        except ValueError as exc:  # a broken or mismatched pair is reported, not fatal
-            rows.append({"pair": key, "error": str(exc)})
-    means = {}
-    for name in bound:
-        finite = [r[name] for r in rows if name in r and math.isfinite(r[name])]
-        means[name] = sum(finite) / len(finite) if finite else float("nan")
-    if as_json:
-        clean = [
-            {k: json_number(v) if isinstance(v, float) else v for k, v in r.items()} for r in rows
-        ]
-        click.echo(
-            json.dumps(
-                {
-                    "pairs": clean,
-                    "mean": {k: json_number(v) for k, v in means.items()},
-                    "n": len(rows),
-                    "unmatched": unmatched,
-                }
-            )
-        )
-        return
-    click.echo("pair".ljust(32) + "".join(f"{name:>12}" for name in bound))
-    for row in rows:
-        cells = "".join(f"{row[n]:>12.4f}" if n in row else f"{'error':>12}" for n in bound)
-        click.echo(f"{row['pair'][:31]:<32}{cells}")
-    click.echo("mean".ljust(32) + "".join(f"{means[n]:>12.4f}" for n in bound))
-    for item in unmatched:
-        click.echo(f"unmatched {item}", err=True)
-
-
-@main.command()
-@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
-@click.option(
-    "--vs",
-    nargs=2,
-    multiple=True,
-    metavar="A B",
-    help="Paired comparison of restorers A and B (repeatable).",
-)
-@click.option("--metrics", default=None, help="Comma-separated (default: all in the run).")
-@click.option(
-    "--threshold",
-    "thresholds",
-    multiple=True,
-    metavar="METRIC=VALUE",
-    help="Breakdown also when the restored metric crosses VALUE, e.g. psnr=20.",
-)
-@click.option(
-    "--n-boot",
-    type=int,
-    default=2000,
-    show_default=True,
-    help="Bootstrap resamples for the 95 % intervals.",
-)
-@_friendly
-def report(
-    run_dir: str,
-    vs: tuple[tuple[str, str], ...],
-    metrics: str | None,
-    thresholds: tuple[str, ...],
-    n_boot: int,
-) -> None:
-    """Means with 95 % bootstrap CIs, paired comparisons and breakdown severities of a run."""
-    from restorelab.benchmark.stats import format_report, write_report
-
-    limits = {}
-    for item in thresholds:
-        name, eq, value = item.partition("=")
-        if not eq:
-            raise click.BadParameter(
-                f"expected METRIC=VALUE, got {item!r}", param_hint="--threshold"
-            )
-        limits[name.strip()] = float(value)
-    paths = write_report(
-        run_dir,
-        vs=[tuple(pair) for pair in vs] or None,
-        metrics=_split_specs(metrics) if metrics else None,
-        threshold=limits or None,
-        n_boot=n_boot,
-    )
-    click.echo(format_report(run_dir))
-    click.echo("\nwrote " + ", ".join(str(p) for p in paths.values()))
 
 
 class _DefaultGroup(click.Group):
@@ -600,31 +440,16 @@ def degrade_calibrate(
 @main.command(name="list")
 def list_registered() -> None:
     """List degradations, restorers, metrics and packaged grids."""
-    from restorelab.benchmark.metrics import METRICS
-    from restorelab.benchmark.restorers import RESTORERS
-    from restorelab.degradations import DEGRADATIONS
-    from restorelab.degradations.grid import packaged_grids
+    from restorelab.app.listing import format_listing
 
-    click.echo("degradations:")
-    for name in DEGRADATIONS:
-        op = DEGRADATIONS.get(name)
-        click.echo(f"  {name:<20} {op.unit:<14} levels {list(op.levels)}  {op.description}")
-    click.echo("restorers:")
-    for name in RESTORERS:
-        cls = RESTORERS.get(name)
-        doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
-        click.echo(f"  {name:<20} {doc}  defaults {cls.defaults}")
-    click.echo("metrics:")
-    for name in METRICS:
-        spec = METRICS.get(name)
-        arrow = "↑" if spec.higher_is_better else "↓"
-        batched = " [batched torch: Metric.batch]" if spec.batch else ""
-        click.echo(f"  {name:<20} {arrow} {spec.convention}{batched}")
-        if spec.default_options:
-            options = ", ".join(f"{k}={v}" for k, v in spec.default_options.items())
-            click.echo(f"  {'':<22}options ({name}:key=value,...): {options}")
-    click.echo("grids: " + ", ".join(packaged_grids()))
+    click.echo(format_listing(), nl=False)
 
+
+from restorelab.app.report import report_command  # noqa: E402
+from restorelab.app.score import score_command  # noqa: E402
+
+main.add_command(report_command)
+main.add_command(score_command)
 
 if __name__ == "__main__":
     main()
