@@ -363,80 +363,6 @@ def degrade_apply(grid_name: str, corpus: str, out: str, workers: int) -> None:
         click.echo(f"  error: {line}", err=True)
 
 
-def _load_images(corpus: str, max_images: int, max_side: int | None) -> list:
-    from restorelab.corpus import load_corpus
-    from restorelab.imageio import read_image, thumbnail
-
-    items = load_corpus(corpus)[:max_images]
-    images = [read_image(item.path) for item in items]
-    if max_side:
-        images = [thumbnail(image, max_side) for image in images]
-    return images
-
-
-@degrade.command(name="calibrate")
-@click.argument("grid_name", metavar="GRID")
-@click.option("--corpus", type=click.Path(exists=True, file_okay=False), required=True)
-@click.option(
-    "--out",
-    type=click.Path(file_okay=False),
-    default="calibration",
-    show_default=True,
-    help="Folder for the tables (and the matched grid).",
-)
-@click.option(
-    "--matched",
-    default=None,
-    help="Target PSNRs in dB, e.g. 30,27,24,21,18,15: write a grid whose severity "
-    "k hits the k-th target for every op.",
-)
-@click.option("--max-images", type=int, default=16, show_default=True)
-@click.option(
-    "--max-side",
-    type=int,
-    default=None,
-    help="Scale images down to this long side first (faster; blur is in pixels).",
-)
-@_friendly
-def degrade_calibrate(
-    grid_name: str,
-    corpus: str,
-    out: str,
-    matched: str | None,
-    max_images: int,
-    max_side: int | None,
-) -> None:
-    """Mean PSNR/SSIM of degraded vs clean per op × severity (and PSNR-matched levels)."""
-    import yaml
-
-    from restorelab.benchmark.calibration import calibrate, matched_grid
-    from restorelab.degradations.grid import load_grid
-
-    grid = load_grid(grid_name)
-    images = _load_images(corpus, max_images, max_side)
-    out_dir = Path(out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    table = calibrate(images, grid)
-    table.to_parquet(out_dir / f"calibration-{grid.name}.parquet", index=False)
-    table.to_csv(out_dir / f"calibration-{grid.name}.csv", index=False)
-    click.echo(table.round(4).to_string(index=False))
-    click.echo(f"\nsaved {out_dir / f'calibration-{grid.name}.csv'} (+ .parquet)")
-    if matched:
-        targets = [float(v) for v in _split_list(matched)]
-        new_grid, report = matched_grid(images, grid, targets)
-        path = out_dir / f"{new_grid.name}.yaml"
-        path.write_text(yaml.safe_dump(new_grid.to_dict(), sort_keys=False), encoding="utf-8")
-        report.to_csv(out_dir / f"{new_grid.name}.csv", index=False)
-        click.echo("\n" + report.round(4).to_string(index=False))
-        unreachable = report[~report["reachable"]]
-        if len(unreachable):
-            click.echo(
-                f"\n{len(unreachable)} targets are outside an op's range; the nearest "
-                "end level is used for them (reachable = False)."
-            )
-        click.echo(f"\nmatched grid: {path}  (use it with: restorelab bench --grid {path} ...)")
-
-
 @main.command(name="list")
 def list_registered() -> None:
     """List degradations, restorers, metrics and packaged grids."""
@@ -445,10 +371,12 @@ def list_registered() -> None:
     click.echo(format_listing(), nl=False)
 
 
+from restorelab.app.calibrate import calibrate_command  # noqa: E402
 from restorelab.app.report import report_command  # noqa: E402
 from restorelab.app.score import score_command  # noqa: E402
 
 main.add_command(report_command)
+degrade.add_command(calibrate_command)
 main.add_command(score_command)
 
 if __name__ == "__main__":
