@@ -1309,7 +1309,14 @@ def build_report(
     by = ("degradation", "severity") if kind == "grid" else ()
     report.paired = {
         (a, b): paired_comparison(
-            frame, a, b, metrics, by=by, higher_is_better=directions, settings=settings
+            frame,
+            a,
+            b,
+            metrics,
+            by=by,
+            overall=bool(by),
+            higher_is_better=directions,
+            settings=settings,
         )
         for a, b in pairs
     }
@@ -1525,7 +1532,7 @@ def _sections(report: Report, labels: _Labels) -> list[tuple[str, list[str], lis
     fails = report.failures
     if not fails.empty:
         lines = [
-            [f"{labels(r.restorer)}: {r.cells} cells ({_plural(r.images, 'image')}) · "
+            [f"{labels(r.restorer)}: {_plural(r.cells, 'cell')} ({_plural(r.images, 'image')}) · "
              f"{r.reason} · e.g. {r.example}"]
             for r in fails.itertuples(index=False)
         ]  # fmt: skip
@@ -1603,8 +1610,10 @@ def _sections(report: Report, labels: _Labels) -> list[tuple[str, list[str], lis
             digits = _decimals(block["mean_diff"]) + 1
             body = []
             for row in block.itertuples(index=False):
-                if row.overall:
-                    where = "all pairs" if paired_run else "all cells"
+                if paired_run:
+                    where = "all pairs"
+                elif row.overall:
+                    where = "all cells"
                 else:
                     where = f"{row.degradation} {int(row.severity)}"
                 body.append(
