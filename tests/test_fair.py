@@ -250,14 +250,20 @@ def _port_open(port: int) -> bool:
 
 
 @pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
-def test_one_sigterm_to_restorelab_dashboard_closes_the_port(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["exec", "forward"])
+def test_one_sigterm_to_restorelab_dashboard_closes_the_port(tmp_path: Path, mode: str) -> None:
     port = _free_port()
-    exe = Path(sys.executable).with_name("restorelab")
-    proc = subprocess.Popen(
-        [str(exe), "dashboard", str(tmp_path), "--port", str(port), "--address", "127.0.0.1"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    if mode == "exec":  # the CLI: the restorelab process becomes the Streamlit server
+        exe = Path(sys.executable).with_name("restorelab")
+        command = [str(exe), "dashboard", str(tmp_path), "--port", str(port)]
+        command += ["--address", "127.0.0.1"]
+    else:  # the portable path: Streamlit as a child, signals forwarded
+        code = (
+            "import sys; from restorelab.app.serve import serve; "
+            f"sys.exit(serve({str(tmp_path)!r}, {port}, '127.0.0.1', replace=False))"
+        )
+        command = [PY, "-c", code]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 90
         while time.time() < deadline:
