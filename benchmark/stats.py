@@ -38,8 +38,26 @@ Public API (all return DataFrames unless noted)
   its CI, and the first severity where the gain is ≤ 0 within its CI (or a threshold is crossed),
   with the reason and the per-severity gains.
 - :func:`compute_report` → :class:`Report` (all of the above for a run folder),
-  :func:`write_report`, :func:`load_report`, :func:`format_report` (``text`` fitting 100
-  columns, ``markdown``, ``csv``, ``json``).
+  :func:`build_report` (the same from a frame), :func:`write_report`, :func:`load_report`,
+  :func:`format_report` (``text`` fitting 100 columns, ``markdown``, ``csv``, ``json``).
+- Helpers: :func:`metric_directions`, :func:`available_metrics`, :func:`compared_restorers`,
+  :func:`is_paired_run`, :func:`min_wilcoxon_p`, :func:`small_sample_note`,
+  :func:`error_reason`, :func:`make_settings`.
+
+A dashboard (or a notebook) shows the report's numbers by calling the same functions with the
+same settings, e.g.::
+
+    frame, info = load_run_table(run_dir)              # failed rows included
+    directions = metric_directions(info, available_metrics(frame))
+    names = compared_restorers(frame)                  # fix the compared set before filtering
+    view = frame[frame["degradation"].isin(chosen)]
+    board = leaderboard(view, higher_is_better=directions, restorers=names)
+    curves = severity_curves(frame, "psnr", restorers=names)
+    versus = paired_comparison(frame, "tv", "identity", higher_is_better=directions)
+    cover, failed = coverage(frame), failures(frame)   # show beside the numbers
+
+Every table carries a ``support`` column; cache them per run fingerprint and settings
+(:class:`StatsSettings` is frozen and hashable).
 
 Statistics
 ----------
@@ -572,9 +590,13 @@ def _supported(
 ) -> tuple[pd.DataFrame, list[str]]:
     """Validated rows on the chosen support, and the metric list."""
     _, metrics = _check_frame(frame, metrics, columns)
-    if restorers is not None:
-        for name in restorers:
-            _check_restorer(frame, name)
+    if restorers is not None:  # names absent from a filtered view are fine; all absent is not
+        present = set(frame["restorer"].astype(str))
+        if not present & set(map(str, restorers)):
+            raise ValueError(
+                f"none of the restorers {list(restorers)} is in the table; valid: "
+                + ", ".join(sorted(present))
+            )
     return on_support(frame, restorers, support=settings.support), metrics
 
 
@@ -1235,6 +1257,9 @@ def _pairs(vs) -> list[tuple[str, str]]:
 
 
 def _run_title(run_info: Mapping, kind: str, run_dir: str) -> str:
+    if not run_dir and not run_info:
+        return "restorelab report"
+    run_dir = run_dir or "(results table)"
     if kind == "paired":
         pairs = run_info.get("pairs", {})
         where = f"{pairs.get('lq_dir', '?')} vs {pairs.get('gt_dir', '?')}" if pairs else ""
@@ -1765,5 +1790,6 @@ def format_report(
             continue
         out += textwrap.wrap(f"== {heading} ==", width, subsequent_indent="   ")
         out += [*_text_block(header, body, width), ""]
-    out += labels.legend()
+    for line in labels.legend():
+        out += textwrap.wrap(line, width, subsequent_indent="      ") if line else [""]
     return "\n".join(line[:width] if len(line) > width else line for line in out).rstrip() + "\n"
