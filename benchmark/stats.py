@@ -522,6 +522,8 @@ def support_note(frame: pd.DataFrame, settings: StatsSettings | None = None) -> 
     planned = len(frame.drop_duplicates(list(CELL_COLUMNS))) if not frame.empty else 0
     if settings.support == "own":
         return "support: each restorer on its OWN finished cells (not comparable across restorers)"
+    if not names:
+        return f"support: no restorer finished any of the {planned} cells; nothing to compare"
     cells = common_cells(frame, names)
     images = cells["image_id"].nunique() if len(cells) else 0
     return (
