@@ -550,8 +550,14 @@ def _bootstrap_intervals(
     alpha = (1.0 - ci) / 2.0
     for size, members in by_size.items():
         index = np.random.default_rng([seed, size]).integers(0, size, size=(n_boot, size))
+        # resampled sums as one matrix product: counts[b, j] = times image j is drawn in b
+        counts = np.zeros((n_boot, size))
+        np.add.at(counts, (np.repeat(np.arange(n_boot), size), index.ravel()), 1.0)
         stacked = np.stack([samples[i] for i in members])  # (groups, size)
-        means = stacked[:, index].mean(axis=-1)  # (groups, n_boot)
+        means = stacked @ counts.T / size  # (groups, n_boot)
+        odd = ~np.isfinite(stacked).all(axis=1)  # ±inf scores (identical images): index
+        if odd.any():
+            means[odd] = stacked[odd][:, index].mean(axis=-1)
         lo, hi = np.quantile(means, [alpha, 1.0 - alpha], axis=1)
         low[members], high[members] = lo, hi
     return low, high
@@ -570,6 +576,35 @@ def _groups(frame: pd.DataFrame, by: Sequence[str]):
 def _per_image(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     """Mean of ``columns`` per image (over its seeds and any other cells in ``frame``)."""
     return frame.groupby("image_id", sort=True, observed=True)[columns].mean()
+
+
+def _image_groups(part: pd.DataFrame, keys: Sequence[str], columns: list[str]) -> tuple:
+    """Per group of ``keys`` (sorted): key tuples, each column's mean over the group's
+    per-image means, the numbers of images and of cells, and the per-image values of every
+    column (for the bootstrap). One groupby for all groups."""
+    keys = list(keys)
+    if part.empty:
+        return (
+            [],
+            pd.DataFrame(columns=columns),
+            np.array([], int),
+            np.array([], int),
+            {c: [] for c in columns},
+        )
+    img = part.groupby([*keys, "image_id"], observed=True, sort=True)[columns].mean()
+    cells = part.drop_duplicates(list(dict.fromkeys([*keys, *CELL_COLUMNS])))
+    if keys:
+        grouped = img.groupby(level=keys, sort=True, observed=True)
+        means = grouped.mean()
+        sizes = grouped.size().reindex(means.index).to_numpy()
+        n_cells = cells.groupby(keys, observed=True, sort=True).size().reindex(means.index)
+        tuples = [k if isinstance(k, tuple) else (k,) for k in means.index]
+    else:
+        means = img.mean().to_frame().T
+        sizes, n_cells, tuples = np.array([len(img)]), pd.Series([len(cells)]), [()]
+    bounds = np.cumsum(sizes)[:-1]
+    samples = {c: np.split(img[c].to_numpy(dtype=float), bounds) for c in columns}
+    return tuples, means.reset_index(drop=True), sizes, n_cells.to_numpy(), samples
 
 
 def _metric_support(rows: pd.DataFrame, metric: str, support: str) -> pd.DataFrame:
@@ -678,18 +713,17 @@ def _summarise(
     records, samples = [], []
     for order, m in enumerate(metrics):
         part = _metric_support(rows, m, settings.support)
-        for key, group in _groups(part, by):
-            images = _per_image(group, [m, f"input_{m}"])
-            values = images[m].to_numpy(dtype=float)
-            samples.append(values)
+        keys, means, sizes, n_cells, values = _image_groups(part, by, [m, f"input_{m}"])
+        samples += values[m]
+        for i, key in enumerate(keys):
             records.append(
                 {
                     **dict(zip(by, key, strict=True)),
                     "metric": m,
-                    "mean": values.mean() if len(values) else math.nan,
-                    "n": len(values),
-                    "input_mean": images[f"input_{m}"].mean(),
-                    "n_cells": len(group.drop_duplicates(list(CELL_COLUMNS))),
+                    "mean": means[m].iloc[i],
+                    "n": int(sizes[i]),
+                    "input_mean": means[f"input_{m}"].iloc[i],
+                    "n_cells": int(n_cells[i]),
                     "_order": order,
                 }
             )
@@ -768,19 +802,20 @@ def leaderboard(
             cells = _cells_index(part)
             inputs = work[work["restorer"] == INPUT_LABEL]
             part = pd.concat([part, inputs[_cells_index(inputs).isin(cells)]])
-        for restorer, group in part.groupby("restorer", sort=False, observed=True):
-            images = _per_image(group, [m, f"input_{m}", f"_delta_{m}"])
-            samples += [images[m].to_numpy(float), images[f"_delta_{m}"].to_numpy(float)]
+        wanted = [m, f"input_{m}", f"_delta_{m}"]
+        keys, means, sizes, n_cells, values = _image_groups(part, ["restorer"], wanted)
+        for i, (restorer,) in enumerate(keys):
+            samples += [values[m][i], values[f"_delta_{m}"][i]]
             records.append(
                 {
                     "restorer": str(restorer),
                     "metric": m,
                     "higher_is_better": directions[m],
-                    "mean": images[m].mean(),
-                    "input_mean": images[f"input_{m}"].mean(),
-                    "delta": images[f"_delta_{m}"].mean(),
-                    "n_images": len(images),
-                    "n_cells": len(group.drop_duplicates(list(CELL_COLUMNS))),
+                    "mean": means[m].iloc[i],
+                    "input_mean": means[f"input_{m}"].iloc[i],
+                    "delta": means[f"_delta_{m}"].iloc[i],
+                    "n_images": int(sizes[i]),
+                    "n_cells": int(n_cells[i]),
                 }
             )
     low, high = _bootstrap_intervals(
@@ -800,8 +835,10 @@ def leaderboard(
         )
     table["support"] = settings.support_label
     first = metrics[0]
-    order = table[table["metric"] == first].sort_values(
-        "mean", ascending=not directions[first], kind="stable"
+    ranked = table[table["metric"] == first]
+    ranked = ranked.assign(_input=ranked["restorer"] == INPUT_LABEL)  # ties: restorers first
+    order = ranked.sort_values(
+        ["mean", "_input"], ascending=[not directions[first], True], kind="stable"
     )["restorer"]
     position = {r: i for i, r in enumerate(order)}
     table["_pos"] = table["restorer"].map(position).fillna(len(position))
@@ -1027,17 +1064,17 @@ def severity_gains(
         part = _metric_support(rows, m, settings.support).dropna(subset=[f"input_{m}"])
         sign = 1.0 if directions[m] else -1.0
         part = part.assign(_gain=sign * (part[m] - part[f"input_{m}"]))
-        for key, group in _groups(part, keys):
-            images = _per_image(group, [m, f"input_{m}", "_gain"])
-            samples.append(images["_gain"].to_numpy(float))
+        groups, means, sizes, _, values = _image_groups(part, keys, [m, f"input_{m}", "_gain"])
+        samples += values["_gain"]
+        for i, key in enumerate(groups):
             records.append(
                 {
                     **dict(zip(keys, key, strict=True)),
                     "metric": m,
-                    "gain": images["_gain"].mean(),
-                    "mean": images[m].mean(),
-                    "input_mean": images[f"input_{m}"].mean(),
-                    "n_images": len(images),
+                    "gain": means["_gain"].iloc[i],
+                    "mean": means[m].iloc[i],
+                    "input_mean": means[f"input_{m}"].iloc[i],
+                    "n_images": int(sizes[i]),
                 }
             )
     low, high = _bootstrap_intervals(
