@@ -993,16 +993,24 @@ def paired_comparison(
         )
     diffs = pd.DataFrame({m: joined[f"{m}_a"] - joined[f"{m}_b"] for m in metrics}).reset_index()
 
-    keyed = [(dict(zip(by, key, strict=True)), False, g) for key, g in _groups(diffs, by)]
+    groups = _groups(diffs, by)
+    images = diffs.groupby([*by, "image_id"], observed=True, sort=True)[metrics].mean()
+    if by:  # per-image means of every group at once, in the groups' (sorted) order
+        image_groups = [g for _, g in images.groupby(level=by, sort=True, observed=True)]
+    else:
+        image_groups = [images]
+    keyed = [
+        (dict(zip(by, key, strict=True)), False, g, ig)
+        for (key, g), ig in zip(groups, image_groups, strict=True)
+    ]
     if overall:
-        keyed.append(({c: None for c in by}, True, diffs))
+        keyed.append(({c: None for c in by}, True, diffs, _per_image(diffs, metrics)))
     rows, samples = [], []
-    for labels, is_overall, group in keyed:
+    for labels, is_overall, group, per_images in keyed:
         for m in metrics:
-            cell = group[["image_id", m]].dropna()
-            d = cell[m].to_numpy(dtype=float)
+            d = group[m].dropna().to_numpy(dtype=float)
             sign = 1.0 if directions[m] else -1.0
-            per_image = _per_image(cell, [m])[m].to_numpy(dtype=float)
+            per_image = per_images[m].dropna().to_numpy(dtype=float)
             samples.append(per_image)
             rows.append(
                 {
