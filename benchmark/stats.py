@@ -1235,6 +1235,7 @@ class Report:
     kind: str = "grid"
     support: str = ""
     title: str = ""
+    notes: list[str] = field(default_factory=list)
 
     def tables(self) -> dict[str, pd.DataFrame]:
         """Name → table: leaderboard, summary, gains, breakdown, coverage, failures and
@@ -1256,6 +1257,7 @@ class Report:
             "kind": self.kind,
             "title": self.title,
             "support": self.support,
+            "notes": list(self.notes),
             "settings": self.settings.to_dict(),
             "higher_is_better": self.higher_is_better,
             "pairs": [list(p) for p in self.paired],
@@ -1369,6 +1371,7 @@ def build_report(
         support=support_note(frame, settings),
         title=_run_title(run_info, kind, run_dir),
     )
+    report.notes = _label_notes(frame)
     if not finished:
         return report
     report.leaderboard = leaderboard(frame, metrics, higher_is_better=directions, settings=settings)
@@ -1393,6 +1396,20 @@ def build_report(
         for a, b in pairs
     }
     return report
+
+
+def _label_notes(frame: pd.DataFrame) -> list[str]:
+    """Warnings about labels that stand for several restorer configurations."""
+    if "config_hash" not in frame.columns:
+        return []
+    counts = frame.groupby("restorer", observed=True)["config_hash"].nunique()
+    return [
+        f"note: {name} stands for {n} configurations (config_hash "
+        + ", ".join(sorted(map(str, frame.loc[frame["restorer"] == name, "config_hash"].unique())))
+        + "); their rows are averaged per cell. Give each its own label (cmd[name=...]:...)"
+        for name, n in counts.items()
+        if n > 1
+    ]
 
 
 def compute_report(
@@ -1488,6 +1505,7 @@ def load_report(run_dir: str | os.PathLike) -> Report:
         kind=meta.get("kind", "grid"),
         support=meta.get("support", ""),
         title=meta.get("title", ""),
+        notes=list(meta.get("notes", [])),
     )
 
 
@@ -1587,6 +1605,7 @@ def _sections(report: Report, labels: _Labels) -> list[tuple[str, list[str], lis
     pct = f"{report.settings.ci:.0%}"
     paired_run = report.kind == "paired"
     out: list[tuple[str, list[str], list[list[str]]]] = []
+    out += [(note, [], []) for note in report.notes]
     cover = report.coverage
     if not cover.empty:
         body = [

@@ -341,6 +341,10 @@ def test_report_formats_parse_back_and_text_fits_100_columns(tmp_path: Path) -> 
     np.testing.assert_allclose(back.loc[summary.index, "mean"], summary["mean"], rtol=1e-12)
     assert set(csv["table"]) >= {"leaderboard", "summary", "paired", "breakdown", "coverage"}
 
+    written = runner.invoke(main, [*base, "--format", "markdown", "-o", str(tmp_path / "r.md")])
+    assert written.exit_code == 0 and written.stdout == ""
+    assert (tmp_path / "r.md").read_text(encoding="utf-8") == outputs["markdown"]
+
     data = json.loads(outputs["json"])
     assert data["settings"]["n_boot"] == 200 and data["kind"] == "grid"
     paired = pd.DataFrame(data["tables"]["paired_tv_vs_identity"])
@@ -424,3 +428,14 @@ def test_list_shows_whole_descriptions_within_100_columns() -> None:
     text = " ".join(result.output.split())
     assert "with probability ``amount`` (half salt, half pepper)" in text
     assert max(len(line) for line in result.output.splitlines()) <= 100
+
+
+def test_a_label_with_two_configurations_is_flagged() -> None:
+    frame = results({"a": [21.0, 22.0, 23.0], "b": [20.0, 21.0, 22.0]}, [19.0, 20.0, 21.0])
+    frame.loc[(frame["restorer"] == "a") & (frame["image_id"] == "img0"), "config_hash"] = "other"
+    report = build_report(frame, settings=StatsSettings(n_boot=50))
+    assert report.notes == [
+        "note: a stands for 2 configurations (config_hash a, other); their rows are averaged "
+        "per cell. Give each its own label (cmd[name=...]:...)"
+    ]
+    assert "note: a stands for 2 configurations" in format_report(report)
