@@ -23,7 +23,8 @@ comparable across restorers.
 
 Public API (all return DataFrames unless noted)
 -----------------------------------------------
-- :func:`load_run_table` (frame, run_info) of a run folder, failed rows included.
+- :func:`load_run_table` (frame, run_info) of a run folder, failed rows included;
+  :func:`run_fingerprint`, a cache key for its tables.
 - :func:`coverage`: restorer, planned, finished, failed, missing, common, reasons, status.
 - :func:`failures`: failed cells grouped by restorer and reason (cells, images, example).
 - :func:`unfinished_restorers`: restorers with no finished cell and their errors.
@@ -1217,6 +1218,24 @@ def breakdown_severity(
 def load_run_table(run_dir: str | os.PathLike) -> tuple[pd.DataFrame, dict]:
     """All result rows of a run folder (failed rows included) and its ``run.json``."""
     return load_results(run_dir), read_run_info(run_dir)
+
+
+def run_fingerprint(run_dir: str | os.PathLike, settings: StatsSettings | None = None) -> str:
+    """A key for caching a run's tables: changes when a result part or ``run.json`` is
+    added, removed or rewritten, or when the settings change (16 hex digits)."""
+    import hashlib
+
+    from restorelab.results import RUN_FILE, ResultsStore
+
+    digest = hashlib.sha256(repr(settings or DEFAULT_SETTINGS).encode())
+    paths = [*ResultsStore(run_dir).part_files(), Path(run_dir) / RUN_FILE]
+    for path in sorted(paths):
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            continue
+        digest.update(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()[:16]
 
 
 @dataclass

@@ -439,3 +439,14 @@ def test_a_label_with_two_configurations_is_flagged() -> None:
         "per cell. Give each its own label (cmd[name=...]:...)"
     ]
     assert "note: a stands for 2 configurations" in format_report(report)
+
+
+def test_run_fingerprint_follows_results_and_settings(tmp_path: Path) -> None:
+    from restorelab.benchmark.stats import run_fingerprint
+
+    run = _run_folder(tmp_path, results({"a": [1.0, 2.0]}, [0.0, 0.0]), {"metrics": {}})
+    first = run_fingerprint(run)
+    assert run_fingerprint(run) == first
+    assert run_fingerprint(run, StatsSettings(n_boot=100)) != first
+    ResultsStore(run).append(results({"b": [1.0, 2.0]}, [0.0, 0.0]).to_dict("records"))
+    assert run_fingerprint(run) != first
