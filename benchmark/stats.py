@@ -416,8 +416,9 @@ def on_support(
     if support == "own" or done.empty:
         return done
     cells = common_cells(done, names)
-    keep = _cells_index(done).isin(_cells_index(cells)) if len(cells) else False
-    return done[keep]
+    if cells.empty:  # the compared restorers share no finished cell
+        return done.iloc[0:0]
+    return done[_cells_index(done).isin(_cells_index(cells))]
 
 
 def coverage(frame: pd.DataFrame, restorers: Iterable[str] | None = None) -> pd.DataFrame:
@@ -526,7 +527,12 @@ def support_note(frame: pd.DataFrame, settings: StatsSettings | None = None) -> 
     if not names:
         return f"support: no restorer finished any of the {planned} cells; nothing to compare"
     cells = common_cells(frame, names)
-    images = cells["image_id"].nunique() if len(cells) else 0
+    if cells.empty:
+        return (
+            f"support: the {len(names)} compared restorers share no finished cell; nothing to "
+            "compare on common cells (report --support own shows each on its own cells)"
+        )
+    images = cells["image_id"].nunique()
     return (
         f"support: {len(cells)} of {planned} cells ({images} images) finished by all "
         f"{len(names)} compared restorers; the degraded input on the same cells"
@@ -1623,6 +1629,8 @@ def _sections(report: Report, labels: _Labels) -> list[tuple[str, list[str], lis
     """(heading, header, body) of every table of the report, or (line, [], []) for notes."""
     pct = f"{report.settings.ci:.0%}"
     paired_run = report.kind == "paired"
+    own = report.settings.support == "own"
+    own_note = " · OWN cells per restorer (not comparable)" if own else ""
     out: list[tuple[str, list[str], list[list[str]]]] = []
     out += [(note, [], []) for note in report.notes]
     cover = report.coverage
@@ -1680,7 +1688,7 @@ def _sections(report: Report, labels: _Labels) -> list[tuple[str, list[str], lis
             body.append(row)
         out.append(
             (
-                f"leaderboard · {where} · mean [{pct} CI] · Δ = restored − input",
+                f"leaderboard · {where} · mean [{pct} CI] · Δ = restored − input{own_note}",
                 header,
                 body,
             )
@@ -1694,6 +1702,8 @@ def _sections(report: Report, labels: _Labels) -> list[tuple[str, list[str], lis
             digits = _decimals(block["mean"])
             inputs = block.groupby("severity")["input_mean"].mean()
             body = [[INPUT_LABEL, *[_number(inputs.get(s, np.nan), digits) for s in severities]]]
+            if own:  # each restorer's input differs: its Δ is in the leaderboard
+                body = []
             order = block.groupby("restorer")["mean"].mean().sort_values(ascending=not better)
             for restorer in order.index:
                 rows = block[block["restorer"] == restorer].set_index("severity")
@@ -1709,7 +1719,8 @@ def _sections(report: Report, labels: _Labels) -> list[tuple[str, list[str], lis
             arrow = "higher is better" if better else "lower is better"
             out.append(
                 (
-                    f"{degradation} · {metric} ({_arrow(better)} {arrow}) · mean [{pct} CI]",
+                    f"{degradation} · {metric} ({_arrow(better)} {arrow}) · mean [{pct} CI]"
+                    f"{own_note}",
                     ["restorer", *[f"severity {int(s)}" for s in severities]],
                     body,
                 )
