@@ -178,6 +178,10 @@ class MatchedLevel:
     note: str = ""
 
 
+def _db(value: float) -> str:
+    return f"{value:.2f} dB" if math.isfinite(value) else "no change (∞ dB)"
+
+
 def _fmt_level(level: object) -> str:
     if isinstance(level, tuple):
         return "(" + ", ".join(f"{v:g}" for v in level) + ")"
@@ -264,7 +268,7 @@ def match_levels(
         if not reachable:
             neighbours = (entry(low), entry(high))
             note = (
-                f"{name} jumps from {psnr_at(low):.2f} dB ({effective(low)}) to "
+                f"{name} jumps from {_db(psnr_at(low))} ({effective(low)}) to "
                 f"{psnr_at(high):.2f} dB ({effective(high)}) at t ≈ {high:.3f}: "
                 f"{target:g} dB is not reachable within ±{tolerance_db:g} dB"
             )
@@ -326,8 +330,9 @@ def matched_grid(
     -------
     (Grid, DataFrame)
         The new grid (``levels`` overrides) and a table of what was matched: degradation,
-        severity, target_psnr, psnr, fractional_severity, level, reachable, repeats (the
-        earlier severity it repeats, 0 if none), in_grid, note.
+        severity, target_psnr, psnr, fractional_severity, level, reachable, milder_psnr and
+        harsher_psnr (the achievable mean PSNRs either side of a missed target, NaN otherwise),
+        repeats (the earlier severity it repeats, 0 if none), in_grid, note.
     """
     if on_repeat not in ("refuse", "drop"):
         raise ValueError(f"on_repeat must be 'refuse' or 'drop', got {on_repeat!r}")
@@ -361,6 +366,8 @@ def matched_grid(
                     "fractional_severity": m.severity,
                     "level": _fmt_level(m.level),
                     "reachable": m.reachable,
+                    "milder_psnr": m.neighbours[0][2] if m.neighbours else math.nan,
+                    "harsher_psnr": m.neighbours[-1][2] if len(m.neighbours) > 1 else math.nan,
                     "repeats": repeats.get(index, 0),
                     "in_grid": not (repeats and on_repeat == "drop"),
                     "note": note,

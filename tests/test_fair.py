@@ -210,7 +210,10 @@ def test_a_matched_grid_never_repeats_a_level(small_scenes: list, tmp_path: Path
     assert blur["level"].nunique() == 2 and blur["reachable"].all()
     # a missed target names the achievable neighbours
     missed = table[~table["reachable"]]
+    assert len(missed) == 2  # defocus: from no change straight to ~25 dB at radius 1
     assert all("jumps from" in note for note in missed["note"])
+    assert (missed["milder_psnr"] > missed["target_psnr"]).all()
+    assert (missed["harsher_psnr"] < missed["target_psnr"]).all()
 
     cli = CliRunner().invoke(
         main,
