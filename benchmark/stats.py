@@ -43,7 +43,8 @@ Public API (all return DataFrames unless noted)
   :func:`format_report` (``text`` fitting 100 columns, ``markdown``, ``csv``, ``json``).
 - Helpers: :func:`metric_directions`, :func:`available_metrics`, :func:`compared_restorers`,
   :func:`is_paired_run`, :func:`min_wilcoxon_p`, :func:`small_sample_note`,
-  :func:`error_reason`, :func:`make_settings`.
+  :func:`error_reason`, :func:`make_settings`, and :func:`decimals` /
+  :func:`format_interval` to print numbers exactly as the report does.
 
 A dashboard (or a notebook) shows the report's numbers by calling the same functions with the
 same settings, e.g.::
@@ -171,9 +172,10 @@ class StatsSettings:
         return f"{self.support} cells"
 
 
-def make_settings(
-    settings: StatsSettings | None, **overrides: object
-) -> StatsSettings:  # keyword arguments of the older API win over ``settings``
+def make_settings(settings: StatsSettings | None = None, **overrides: object) -> StatsSettings:
+    """``settings`` (default :data:`DEFAULT_SETTINGS`) with the non-None ``overrides``
+    (``n_boot``, ``ci``, ``seed``, ``tie_tolerance``, ``support``) applied; the keyword
+    arguments of the table functions go through here, so they win over ``settings``."""
     base = settings or DEFAULT_SETTINGS
     given = {k: v for k, v in overrides.items() if v is not None}
     if "tie_tolerance" in given and isinstance(given["tie_tolerance"], Mapping):
@@ -1547,6 +1549,18 @@ def _cell(mean: float, lo: float, hi: float, digits: int, signed: bool = False) 
     if pd.isna(lo) or pd.isna(hi):
         return fmt.format(mean)
     return f"{fmt.format(mean)} [{fmt.format(lo)}, {fmt.format(hi)}]"
+
+
+def decimals(values: Iterable[float]) -> int:
+    """Decimals the report prints for a column: 2 on a scale of 10 or more (dB), else 3."""
+    return _decimals(values)
+
+
+def format_interval(
+    mean: float, low: float, high: float, digits: int, *, signed: bool = False
+) -> str:
+    """``"26.00 [25.12, 27.03]"`` as in the report (``"—"`` for a missing mean)."""
+    return _cell(mean, low, high, digits, signed)
 
 
 def _number(value: float, digits: int) -> str:
