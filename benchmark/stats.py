@@ -353,15 +353,22 @@ def _cells_index(frame: pd.DataFrame) -> pd.MultiIndex:
 
 
 def error_reason(error: str) -> str:
-    """A short reason for grouping errors: the first line, its temporary paths shortened.
+    """A short reason for grouping errors: the first line, its temporary paths shortened,
+    plus the last line of a quoted stderr tail (what the program said).
 
-    ``"CommandError: command '...' exited with code 1; stderr tail:\\n..."`` →
-    ``"CommandError: command '...' exited with code 1"``.
+    ``"CommandError: command 'x' exited with code 1; stderr tail:\\n...\\nno weights"`` →
+    ``"CommandError: command 'x' exited with code 1: no weights"``.
     """
-    line = str(error).strip().splitlines()[0] if str(error).strip() else "unknown error"
-    line = re.sub(r"; stderr tail:.*$", "", line)
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    if not lines:
+        return "unknown error"
+    line = lines[0]
+    if re.search(r"; stderr tail:\s*$", line):
+        line = re.sub(r"; stderr tail:\s*$", "", line)
+        if len(lines) > 1:
+            line += f": {lines[-1]}"
     line = re.sub(r"\S*restorelab-cmd-[^\s'\"]*", "<tmp>", line)
-    return line[:160] + ("…" if len(line) > 160 else "")
+    return line[:200] + ("…" if len(line) > 200 else "")
 
 
 def _with_reason(frame: pd.DataFrame) -> pd.DataFrame:
