@@ -219,7 +219,7 @@ def test_a_matched_grid_never_repeats_a_level(small_scenes: list, tmp_path: Path
         main,
         ["degrade", "calibrate", "mini", "--corpus", str(tmp_path), "--matched", "x"],
     )
-    assert cli.exit_code != 0
+    assert cli.exit_code == 2 and "not a number: 'x'" in cli.output
 
 
 def test_cli_calibrate_refuses_repeats_and_drops_on_request(
