@@ -1716,7 +1716,6 @@ def _sections(report: Report, labels: _Labels) -> list[tuple[str, list[str], lis
         )
     summary = report.summary
     if not summary.empty and not paired_run:
-        inputs_all = report.leaderboard
         for (degradation, metric), block in summary.groupby(["degradation", "metric"], sort=True):
             better = report.higher_is_better.get(metric, True)
             severities = sorted(block["severity"].unique())
@@ -1746,7 +1745,6 @@ def _sections(report: Report, labels: _Labels) -> list[tuple[str, list[str], lis
                     body,
                 )
             )
-        del inputs_all
     for (a, b), table in report.paired.items():
         for metric, block in table.groupby("metric", sort=False):
             digits = _decimals(block["mean_diff"]) + 1
