@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 
@@ -22,8 +23,16 @@ def app_path() -> Path:
     return Path(package.__file__).resolve().parent / "app.py"
 
 
-def streamlit_command(run_dir: str | os.PathLike, port: int, address: str) -> list[str]:
-    """The ``python -m streamlit run`` command line for ``run_dir``."""
+def _dirs(run_dirs: str | os.PathLike | Sequence[str | os.PathLike]) -> list[str]:
+    if isinstance(run_dirs, (str, os.PathLike)):
+        run_dirs = [run_dirs]
+    return [os.path.abspath(d) for d in run_dirs]
+
+
+def streamlit_command(
+    run_dirs: str | os.PathLike | Sequence[str | os.PathLike], port: int, address: str
+) -> list[str]:
+    """The ``python -m streamlit run`` command line for one run folder or several."""
     return [
         sys.executable,
         "-m",
@@ -39,17 +48,30 @@ def streamlit_command(run_dir: str | os.PathLike, port: int, address: str) -> li
         "--browser.gatherUsageStats",
         "false",
         "--",
-        os.path.abspath(run_dir),
+        *_dirs(run_dirs),
     ]
 
 
-def serve(run_dir: str | os.PathLike, port: int, address: str, *, replace: bool = True) -> int:
-    """Run the dashboard on ``run_dir`` until it is stopped; returns its exit status.
+def serve(
+    run_dirs: str | os.PathLike | Sequence[str | os.PathLike],
+    port: int,
+    address: str,
+    *,
+    replace: bool = True,
+) -> int:
+    """Run the dashboard on one run folder or several until it is stopped; returns its exit
+    status. The folders also go to the app as ``RESTORELAB_RUN_DIRS`` (``os.pathsep``-joined)
+    and the first as ``RESTORELAB_RUN_DIR``.
 
     ``replace=True`` (POSIX) replaces this process with Streamlit and does not return.
     """
-    command = streamlit_command(run_dir, port, address)
-    env = {**os.environ, "RESTORELAB_RUN_DIR": os.path.abspath(run_dir)}
+    dirs = _dirs(run_dirs)
+    command = streamlit_command(dirs, port, address)
+    env = {
+        **os.environ,
+        "RESTORELAB_RUN_DIR": dirs[0],
+        "RESTORELAB_RUN_DIRS": os.pathsep.join(dirs),
+    }
     if replace and os.name == "posix":
         sys.stdout.flush()
         sys.stderr.flush()
