@@ -61,4 +61,12 @@ if __name__ == "__main__":
     here = os.path.dirname(os.path.abspath(__file__))
     os.chdir(here)
     PACKAGES, PACKAGE_DIR, PACKAGE_DATA = discover(PACKAGE_ROOTS)
-    setup(packages=PACKAGES, package_dir=PACKAGE_DIR, package_data=PACKAGE_DATA)
+    # include_package_data=False: the wheel carries exactly what discover() found (MANIFEST.in
+    # only shapes the sdist), and setuptools does not mistake data folders such as grids/ for
+    # packages left out of `packages`.
+    setup(
+        packages=PACKAGES,
+        package_dir=PACKAGE_DIR,
+        package_data=PACKAGE_DATA,
+        include_package_data=False,
+    )
