@@ -99,7 +99,7 @@ RESIZE_MODES: tuple[str, ...] = ("area", "bilinear", "bicubic")
 
 @dataclass(frozen=True)
 class StageConfig:
-    """Sampling ranges of one degradation stage (blur → resize → noise → JPEG).
+    """Sampling ranges of one degradation stage (blur → resize → noise, and JPEG in the first).
 
     Ranges are closed intervals ``(low, high)`` sampled uniformly. σ of the blur kernels is in
     pixels; Gaussian-noise σ is on the 0-255 scale; JPEG quality is the libjpeg quality factor.
@@ -119,7 +119,7 @@ class StageConfig:
     noise_range: tuple[float, float]  # Gaussian σ, on the 0-255 scale
     poisson_scale_range: tuple[float, float]  # multiplier of the Poisson noise
     gray_noise_prob: float  # probability that the noise is the same in all channels
-    jpeg_range: tuple[float, float]  # JPEG quality range
+    jpeg_range: tuple[float, float]  # JPEG quality range (first stage; final step: second's)
 
 
 @dataclass(frozen=True)
@@ -175,7 +175,7 @@ REALESRGAN_DEFAULTS = RealESRGANConfig(
         noise_range=(1.0, 25.0),  # noise_range2 (0-255 scale)
         poisson_scale_range=(0.05, 2.5),  # poisson_scale_range2
         gray_noise_prob=0.4,  # gray_noise_prob2
-        jpeg_range=(30.0, 95.0),  # jpeg_range2 (also the final step's JPEG)
+        jpeg_range=(30.0, 95.0),  # jpeg_range2: the final step's JPEG (and the variant's 2nd)
     ),
     final_sinc_prob=0.8,  # final_sinc_prob
     final_sinc_cutoff=(math.pi / 3, math.pi),  # dataset: final sinc ω_c ~ U[π/3, π]
