@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
 import shutil
 import sys
@@ -113,6 +114,14 @@ def doctor() -> None:
     from restorelab.app.doctor import format_report, run_checks
 
     click.echo(format_report(run_checks()))
+
+
+def dashboard_app_file() -> Path:
+    """The Streamlit script of ``restorelab.dashboard`` (source folder or installed wheel)."""
+    spec = importlib.util.find_spec("restorelab.dashboard")
+    if spec is None or not spec.submodule_search_locations:
+        raise click.ClickException("the restorelab.dashboard package is not installed")
+    return Path(next(iter(spec.submodule_search_locations))) / "app.py"
 
 
 @main.command()

@@ -17,10 +17,11 @@ from pathlib import Path
 
 
 def app_path() -> Path:
-    """The dashboard's Streamlit script (``dashboard/app.py`` in a checkout or the wheel)."""
-    from restorelab import dashboard as package
+    """The dashboard's Streamlit script (``dashboard/app.py`` in a checkout or the wheel):
+    :func:`restorelab.app.cli.dashboard_app_file`."""
+    from restorelab.app.cli import dashboard_app_file
 
-    return Path(package.__file__).resolve().parent / "app.py"
+    return dashboard_app_file()
 
 
 def _dirs(run_dirs: str | os.PathLike | Sequence[str | os.PathLike]) -> list[str]:
