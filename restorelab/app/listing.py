@@ -34,14 +34,14 @@ def format_listing(width: int | None = None) -> str:
 
     width = width or min(100, shutil.get_terminal_size((100, 24)).columns)
     pad = " " * 4
-    out = ["degradations (name, unit of a level; severity k uses levels[k-1]):"]
+    out = ["degradations:  (name [unit of a level]; severity k uses levels[k-1])"]
     for name in DEGRADATIONS:
         op = DEGRADATIONS.get(name)
         kind = "random" if op.stochastic else "deterministic"
         out.append(f"  {name}  [{op.unit}, {kind}]")
         out += _wrap(first_paragraph(op.fn.__doc__) or op.description, width, pad)
         out += _wrap("levels: " + ", ".join(map(str, op.levels)), width, pad)
-    out.append("restorers (spec NAME[:key=value,...]):")
+    out.append("restorers:  (spec NAME[:key=value,...])")
     for name in RESTORERS:
         cls = RESTORERS.get(name)
         out.append(f"  {name}")
@@ -56,7 +56,7 @@ def format_listing(width: int | None = None) -> str:
                 width,
                 pad,
             )
-    out.append("metrics (↑ higher is better, ↓ lower is better):")
+    out.append("metrics:  (↑ higher is better, ↓ lower is better)")
     for name in METRICS:
         spec = METRICS.get(name)
         arrow = "↑" if spec.higher_is_better else "↓"
