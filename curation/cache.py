@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 #: Bump when the analysis changes in a way that makes old entries wrong.
-ANALYSIS_VERSION = 2  # 2: XXH3-128 pixel hashes; embeddings from the working copy
+ANALYSIS_VERSION = 3  # 3: provenance (luma table, tone comb); 2: XXH3-128 pixel hashes
 
 
 class AnalysisCache:
@@ -35,6 +35,9 @@ class AnalysisCache:
             "CREATE TABLE IF NOT EXISTS analysis (sha TEXT PRIMARY KEY, version INTEGER, "
             "record BLOB)"
         )
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS pairs (key TEXT PRIMARY KEY, version INTEGER, value BLOB)"
+        )
         self._db.commit()
 
     def get(self, sha: str) -> dict | None:
@@ -51,6 +54,21 @@ class AnalysisCache:
         self._db.execute(
             "INSERT OR REPLACE INTO analysis VALUES (?, ?, ?)",
             (sha, ANALYSIS_VERSION, pickle.dumps(record, protocol=pickle.HIGHEST_PROTOCOL)),
+        )
+        self._db.commit()
+
+    def get_pair(self, key: str) -> tuple[bool, Any]:
+        """(found, value) of a cached pairwise measure (e.g. a JPEG trace of two files)."""
+        row = self._db.execute("SELECT version, value FROM pairs WHERE key = ?", (key,)).fetchone()
+        if row is None or row[0] != ANALYSIS_VERSION:
+            return False, None
+        return True, pickle.loads(row[1])
+
+    def put_pair(self, key: str, value: Any) -> None:
+        """Store a pairwise measure under ``key``."""
+        self._db.execute(
+            "INSERT OR REPLACE INTO pairs VALUES (?, ?, ?)",
+            (key, ANALYSIS_VERSION, pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)),
         )
         self._db.commit()
 
