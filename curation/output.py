@@ -31,6 +31,13 @@ OUTPUT_NAMES = frozenset(
     {"images", "metadata.jsonl", "rejected.csv", "README.md", "curation.json", "parquet"}
 )
 _RENAME_EXCHANGE = 2
+
+
+class CurationError(ValueError):
+    """A curation run that cannot produce a dataset (nothing kept, another run writing the
+    same folder); the previous dataset is left as it was."""
+
+
 _AT_FDCWD = -100
 
 
@@ -60,7 +67,7 @@ def output_lock(out: Path) -> Iterator[None]:
         except ImportError:  # pragma: no cover - Windows: no lock
             pass
         except OSError as exc:
-            raise RuntimeError(
+            raise CurationError(
                 f"another `restorelab curate` is writing {out} (lock {lock_path} is held)"
             ) from exc
         recover(out)

@@ -40,7 +40,7 @@ from tqdm.auto import tqdm
 from restorelab.corpus import METADATA_FILE
 from restorelab.curation.cache import AnalysisCache
 from restorelab.curation.filters import FILTERS
-from restorelab.curation.output import output_lock, staging_dir, swap_in
+from restorelab.curation.output import CurationError, output_lock, staging_dir, swap_in
 from restorelab.curation.schema import CurationConfig
 from restorelab.curation.signals import compute_signals, jpeg_quantization_tables
 from restorelab.curation.sources import SourceItem, SourceStats, count_sources, iter_sources
@@ -99,10 +99,6 @@ class CurationResult:
     cache_hits: int = 0
     #: What the sources skipped and chose (:meth:`SourceStats.as_dict`).
     sources: dict[str, Any] = field(default_factory=dict)
-
-
-class CurationError(RuntimeError):
-    """A run that cannot produce a dataset (nothing kept); the previous dataset is kept."""
 
 
 #: Analysis failures that say nothing about the image (memory, time): never cached.

@@ -419,10 +419,11 @@ def config_help() -> str:
                     else value
                 )
                 lines.append(f"    {name}: {shown}")
-                lines.append(
-                    f"        {spec.allowed()}; passes when {spec.signal} {spec.op} "
-                    f"threshold. {spec.doc}"
-                )
+                if spec.kind == "flag":
+                    rule = f"when on, an image passes when {spec.signal} is {spec.default}"
+                else:
+                    rule = f"passes when {spec.signal} {spec.op} threshold"
+                lines.append(f"        {spec.allowed()}; {rule}. {spec.doc}")
             continue
         if key.kind == "quotas":
             default = "{}"

@@ -332,7 +332,7 @@ def iter_sources(
     options = _Options(
         batch_size, fetch or FetchConfig(), _excluded(exclude), stats or SourceStats(), split
     )
-    plans = [_resolve(os.fspath(spec)) for spec in specs]
+    plans = [_resolve(os.fspath(spec), options.exclude) for spec in specs]
     for plan in plans:
         _check_not_empty(plan, options)
     return _run(plans, options)
@@ -392,7 +392,7 @@ def _count(specs: Iterable[str | os.PathLike], exclude: tuple[Path, ...], split:
 
     try:
         for spec in specs:
-            plan = _resolve(os.fspath(spec))
+            plan = _resolve(os.fspath(spec), exclude)
             if plan.kind in ("folder", "imagefolder"):
                 root = Path(plan.target)
                 files.update(p.resolve() for p in _walk_images(root, exclude, stats))
@@ -433,7 +433,7 @@ def _count(specs: Iterable[str | os.PathLike], exclude: tuple[Path, ...], split:
         return None
     urls: set[str] = set()
     for spec in specs:
-        plan = _resolve(os.fspath(spec))
+        plan = _resolve(os.fspath(spec), exclude)
         if plan.kind == "url-txt":
             urls.update(r.url for r in _url_rows_txt(Path(plan.target)))
         elif plan.kind == "url-csv":
@@ -468,6 +468,11 @@ def _tar_samples(path: Path) -> int | None:
 def _check_not_empty(plan: _Plan, options: _Options) -> None:
     """Raise when a source holds no candidate image at all (cheap checks only)."""
     kind, target = plan.kind, plan.target
+    if kind not in ("url", "glob") and _is_excluded(Path(target), options.exclude):
+        raise ValueError(
+            f"source {target} is empty: it is the output folder or its cache, which are "
+            "never read as input"
+        )
     empty = False
     what = "no image files"
     stats = SourceStats()
@@ -475,7 +480,7 @@ def _check_not_empty(plan: _Plan, options: _Options) -> None:
         root = Path(target)
         empty = next(iter(_walk_images(root, options.exclude, stats)), None) is None
         if empty and kind == "imagefolder":
-            empty = next(_metadata_files(root), None) is None
+            empty = next(_metadata_files(root, options.exclude), None) is None
         if empty and (stats.hidden or stats.excluded):
             what += (
                 f" ({stats.hidden} hidden and {stats.excluded} excluded entries skipped: "
@@ -516,7 +521,7 @@ def _check_not_empty(plan: _Plan, options: _Options) -> None:
 # --------------------------------------------------------------------------- dispatch
 
 
-def _resolve(text: str) -> _Plan:
+def _resolve(text: str, exclude: tuple[Path, ...] = ()) -> _Plan:
     """Find the kind of one spec; raises when it does not exist or is of no known kind."""
     scheme = urlsplit(text).scheme.lower() if "://" in text else ""
     if scheme in ("http", "https"):
@@ -527,7 +532,7 @@ def _resolve(text: str) -> _Plan:
         raise ValueError(f"unsupported URL scheme {scheme!r} in source {text!r}")
     path = Path(text)
     if path.is_dir():
-        return _Plan(_folder_kind(path), text)
+        return _Plan(_folder_kind(path, exclude), text)
     if path.is_file():
         name = path.name.lower()
         if name.endswith(".parquet"):
@@ -550,7 +555,7 @@ def _resolve(text: str) -> _Plan:
     return _Plan("glob", text, tuple(Path(m) for m in matches))
 
 
-def _folder_kind(folder: Path) -> str:
+def _folder_kind(folder: Path, exclude: tuple[Path, ...] = ()) -> str:
     """``arrow``, ``imagefolder``, ``parquet-folder``, ``webdataset-folder`` or ``folder``."""
     names = set(os.listdir(folder))
     if "dataset_dict.json" in names or {"dataset_info.json", "state.json"} <= names:
@@ -559,12 +564,14 @@ def _folder_kind(folder: Path) -> str:
         return "imagefolder"
     for name in sorted(names):
         sub = folder / name
+        if _is_excluded(sub, exclude):
+            continue
         if not name.startswith(".") and any(
             (sub / meta).is_file() for meta in _IMAGEFOLDER_METADATA
         ):
             return "imagefolder"
     tables = shards = False
-    for path in _walk_files(folder):
+    for path in _walk_files(folder, exclude):
         if is_image_file(path):
             return "folder"
         tables = tables or path.name.lower().endswith(".parquet")
@@ -833,9 +840,13 @@ def _plain_metadata(row: dict[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- imagefolder
 
 
-def _metadata_files(root: Path) -> Iterator[Path]:
+def _metadata_files(root: Path, exclude: tuple[Path, ...] = ()) -> Iterator[Path]:
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        dirnames[:] = sorted(
+            d
+            for d in dirnames
+            if not d.startswith(".") and not _is_excluded(Path(dirpath) / d, exclude)
+        )
         present = [name for name in _IMAGEFOLDER_METADATA if name in filenames]
         if len(present) > 1:
             raise ValueError(
@@ -872,7 +883,7 @@ def _iter_imagefolder(root: Path, seen: set[Path], options: _Options) -> Iterato
     The set of listed files is kept to find unlisted images (one path per row).
     """
     listed: set[Path] = set()
-    for meta_file in _metadata_files(root):
+    for meta_file in _metadata_files(root, options.exclude):
         for line_no, row in _metadata_rows(meta_file):
             where = f"{meta_file}:{line_no}"
             file_name = row.pop("file_name", None)
