@@ -319,7 +319,7 @@ def _analysed(
                 yield finish(*pending.pop(0))
             # finished futures are replaced by their results, so that memory holds no
             # futures for images long done
-            if len(this_run) % 256 == 0:
+            if index % 256 == 255:
                 for sha, value in list(this_run.items()):
                     if isinstance(value, Future) and value.done():
                         result = value.result()
