@@ -413,14 +413,15 @@ def _keeper(
     Exact duplicates (the same decoded pixels): a member in a converted mode (alpha, CMYK)
     loses to a plain one; a JPEG beats lossless files of its pixels (they were made from
     it); then the first in input order. Near duplicates: provenance first (members derived
-    from another member lose), then :func:`~restorelab.curation.dedup.choose_keeper`
-    (largest, not blurred or noisy against the others, least compressed, sharpest).
+    from another member lose, and a passing copy of a failing source does not replace it),
+    then :func:`~restorelab.curation.dedup.choose_keeper` (largest, not blurred or noisy
+    against the others, least compressed, sharpest).
     """
     from restorelab.curation.dedup import choose_keeper
     from restorelab.curation.provenance import derived_mode
 
-    candidates = [r for r in group if passes(r)] or group
     if exact:
+        candidates = [r for r in group if passes(r)] or group
         has_jpeg = any(r.analysis.get("luma_table") is not None for r in candidates)
 
         def rank(r: _Record) -> tuple[bool, bool, int]:
@@ -429,12 +430,16 @@ def _keeper(
 
         return min(candidates, key=rank), {}
     why: dict[int, str] = {}
-    for copy in candidates:
-        for source in candidates:
+    for copy in group:
+        for source in group:
             if copy is not source and copy.index not in why:
                 reason = _derived_from(copy, source, cache)
                 if reason:
                     why[copy.index] = f"{reason} {source.source}"
+    # a copy made from a member that fails the filters does not stand in for it (a q98
+    # re-encode of a q80 JPEG still holds the q80 artefacts): when no passing member is
+    # free of such provenance, the group keeps its source, which the filters then reject
+    candidates = [r for r in group if passes(r) and r.index not in why] or group
     derived = [k for k, r in enumerate(candidates) if r.index in why]
     keep = choose_keeper(range(len(candidates)), [_quality(r) for r in candidates], derived)
     return candidates[keep], why

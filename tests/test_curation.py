@@ -17,7 +17,7 @@ from skimage import data
 from test_captioner import tiny_blip  # noqa: F401  (fixture)
 
 from restorelab.config import ConfigError
-from restorelab.curation import CurationConfig, curate, iter_sources
+from restorelab.curation import CurationConfig, CurationError, curate, iter_sources
 from restorelab.imageio import decode_image, pixel_hash, read_image
 
 #: Filters for these ~0.2-0.4 MP test photos: SDXL's 1024 px would reject them all.
@@ -592,6 +592,19 @@ def test_a_higher_quality_re_encode_does_not_beat_its_jpeg(tmp_path: Path) -> No
     copy = _jpeg_bytes(decode_image(camera), 85)
     kept, _ = _keeper_of(tmp_path / "b", {"a_q85.jpg": copy, "b_q98.jpg": camera})
     assert list(kept) == ["b_q98.jpg"]
+    # a q98 re-encode does not launder a q80 JPEG past the min_jpeg_quality filter
+    src = tmp_path / "c"
+    src.mkdir()
+    poor = _jpeg_bytes(photo, 80)
+    (src / "a_q98.jpg").write_bytes(_jpeg_bytes(decode_image(poor), 98))
+    (src / "b_q80.jpg").write_bytes(poor)
+    out = tmp_path / "c_out"
+    with pytest.raises(CurationError):
+        curate([src], out, CurationConfig(filters=SMALL, target=None), progress=False)
+    reasons = _rejected(tmp_path / ".c_out.failed")
+    assert reasons["b_q80.jpg"].startswith("compressed: jpeg_quality 80 < 85")
+    assert reasons["a_q98.jpg"].startswith("near duplicate: of ")
+    assert "re-encode of the JPEG" in reasons["a_q98.jpg"]
 
 
 def test_png_alpha_cmyk_and_tone_shifted_copies_lose_to_their_source(tmp_path: Path) -> None:
