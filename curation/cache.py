@@ -72,6 +72,10 @@ class AnalysisCache:
         )
         self._db.commit()
 
+    def export_path(self, pixel_hash: str) -> Path:
+        """Where the exported PNG of pixels ``pixel_hash`` is (or would be) kept."""
+        return self.folder / "exports" / pixel_hash[:2] / f"{pixel_hash}.png"
+
     def blob_path(self, sha: str) -> Path:
         """Where the bytes of content ``sha`` are (or would be) kept."""
         return self.blob_dir / sha[:2] / sha

@@ -851,3 +851,40 @@ def test_a_transient_failure_is_not_cached(library: Path, tmp_path: Path, monkey
     monkeypatch.undo()
     again = curate([library / "good"], out, config, progress=False)
     assert again.cache_hits == 4 and "coffee.png" in _kept(out)
+
+
+def test_export_is_a_copy_or_a_link_and_a_re_run_writes_the_same_bytes(tmp_path: Path) -> None:
+    """Issue 14.1: converted images are encoded once per pixel hash into the cache (fast PNG
+    level) and linked from there; plain files are copied once and linked from the previous
+    dataset on a re-run; a re-run with a changed threshold writes the same bytes."""
+    import os
+
+    src = tmp_path / "src"
+    src.mkdir()
+    _save_jpeg(data.astronaut(), src / "astro.jpg", 95)
+    Image.fromarray(data.coffee()).convert("CMYK").save(src / "cmyk.jpg", quality=95)
+    rgba = np.dstack([data.chelsea(), np.full(data.chelsea().shape[:2], 255, np.uint8)])
+    Image.fromarray(rgba, "RGBA").save(src / "alpha.png")
+    out = tmp_path / "out"
+    config = CurationConfig(filters={**SMALL, "max_noise_sigma": None}, target=None)
+    curate([src], out, config, progress=False)
+    first = {k: (out / r["file_name"]).read_bytes() for k, r in _kept(out).items()}
+    inodes = {k: (out / r["file_name"]).stat().st_ino for k, r in _kept(out).items()}
+    assert set(first) == {"astro.jpg", "cmyk.jpg", "alpha.png"}
+    assert first["astro.jpg"] == (src / "astro.jpg").read_bytes()
+    row = _kept(out)["cmyk.jpg"]
+    cached = out / ".cache" / "exports" / row["pixel_hash"][:2] / f"{row['pixel_hash']}.png"
+    assert os.path.samefile(cached, out / row["file_name"])  # linked, not a second copy
+    assert np.array_equal(read_image(cached), read_image(src / "cmyk.jpg"))
+    idat = first["cmyk.jpg"].index(b"IDAT")
+    assert first["cmyk.jpg"][idat + 4 : idat + 6] == b"\x78\x01"  # zlib level 1 header
+    # a re-run with another threshold: the same files, linked from the previous dataset
+    curate(
+        [src],
+        out,
+        CurationConfig(filters={**SMALL, "max_noise_sigma": 50}, target=None),
+        progress=False,
+    )
+    again = {k: (out / r["file_name"]).read_bytes() for k, r in _kept(out).items()}
+    assert again == first
+    assert {k: (out / r["file_name"]).stat().st_ino for k, r in _kept(out).items()} == inodes
