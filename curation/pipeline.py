@@ -156,7 +156,7 @@ def analyse(data: bytes, source: str, max_pixels: int, want_faces: bool) -> dict
                 decoded = decode_image_info(data, source=source, max_pixels=max_pixels)
         except ImageReadError as exc:
             return {"error": f"undecodable: {exc.reason}"}
-    from restorelab.curation.provenance import tone_comb
+    from restorelab.curation.provenance import tone_comb_of_histograms
 
     pixels = decoded.pixels
     small = working_copy(pixels)  # shared by the fingerprint and the embedding
@@ -165,9 +165,11 @@ def analyse(data: bytes, source: str, max_pixels: int, want_faces: bool) -> dict
         with _FACES_LOCK:
             faces = detect_faces(pixels)
     tables = jpeg_quantization_tables(data) if decoded.format in ("JPEG", "MPO") else None
+    histograms: list = []
+    signals = compute_signals(decoded, data, channel_histograms=histograms)
     return {
         "error": None,
-        "signals": compute_signals(decoded, data),
+        "signals": signals,
         "pixel_hash": pixel_hash(pixels),
         "fingerprint": fingerprint(small),
         "embedding": embed(small),
@@ -175,7 +177,7 @@ def analyse(data: bytes, source: str, max_pixels: int, want_faces: bool) -> dict
         "plain_rgb": decoded.is_plain_rgb and decoded.format in _COPYABLE,
         "format": decoded.format,
         "luma_table": None if tables is None else [int(v) for v in tables[0]],
-        "tone_comb": tone_comb(pixels),
+        "tone_comb": tone_comb_of_histograms(histograms),
     }
 
 
@@ -799,8 +801,18 @@ def _run(
     stats: SourceStats,
 ) -> CurationResult:
     """Analyse, filter, de-duplicate, caption, select and export into ``staging``."""
+    stages: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        stages[name] = round(now - clock, 3)
+        clock = now
+
     with keep_freed_memory():
         records = list(_analysed(items, cache, config, progress, total))
+    lap("analyse")
     result = CurationResult(out_dir=out)
     result.cache_hits = sum(1 for r in records if r.cache_hit)
     # Duplicates first, among every decodable image, so that each group is reported as
@@ -830,8 +842,11 @@ def _run(
                 record.reason = failures[record.index]
             elif "duplicate" in _reason_kind(record.reason):
                 record.reason += f"; also {failures[record.index]}"
+    lap("filters_and_duplicates")
     _caption([r for r in records if r.reason is None], captioner, cache, config, progress)
+    lap("captions")
     result.shortfall = _select(records, config)
+    lap("selection")
     exported = _export_all(
         [r for r in records if r.reason is None], cache, staging, out, config, progress
     )
@@ -863,6 +878,7 @@ def _run(
         )
     result.kept, result.rejected = len(kept_rows), len(rejected_rows)
     result.reasons = dict(Counter(_reason_kind(r["reason"]) for r in rejected_rows))
+    lap("export")
     _write_tables(staging, kept_rows, rejected_rows)
     if config.parquet_shard_rows and kept_rows:
         _write_parquet_shards(staging, config.parquet_shard_rows)
@@ -876,6 +892,7 @@ def _run(
         "target": config.target,
         "shortfall": result.shortfall,
         "cache_hits": result.cache_hits,
+        "stage_seconds": stages,
         "source_accounting": stats.as_dict(),
         "captioner": getattr(captioner, "identity", None) if captioner else None,
         "captioner_prompt": getattr(captioner, "prompt", None) if captioner else None,

@@ -135,9 +135,18 @@ def tone_comb(pixels: np.ndarray) -> float:
     ``|h − smooth(h)|`` (a 5-level moving average) over the sum of ``h``; the mean of the
     three channels. Natural photos measure a few hundredths (sampling noise of the counts).
     """
+    histograms = [
+        cv2.calcHist([channel], [0], None, [256], [0, 256]).ravel()
+        for channel in cv2.split(np.ascontiguousarray(pixels))
+    ]
+    return tone_comb_of_histograms(histograms)
+
+
+def tone_comb_of_histograms(histograms: list[np.ndarray]) -> float:
+    """:func:`tone_comb` from the three channel histograms (256 counts each)."""
     combs = []
-    for channel in cv2.split(np.ascontiguousarray(pixels)):
-        counts = cv2.calcHist([channel], [0], None, [256], [0, 256]).ravel().astype(np.float64)
+    for hist in histograms:
+        counts = np.asarray(hist, np.float64).ravel()
         total = counts.sum()
         if total <= 0:
             continue
