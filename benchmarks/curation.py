@@ -325,7 +325,7 @@ def profile_signals(paths: list[Path], json_path: Path | None = None, repeat: in
             timed("embedding", embed, small)
             timed("tone comb", provenance.tone_comb, pixels)
             timed("whole analysis", pipeline.analyse, data_form, str(path), 10**9, False)
-            timed("PNG encode (level 1)", pipeline.encode_png, pixels)
+            timed("PNG encode (export: level 1, Huffman, SUB)", pipeline.encode_png, pixels)
             if form == "png":
                 timed(
                     "PNG encode (Pillow default 6)",

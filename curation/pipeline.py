@@ -135,6 +135,35 @@ def _decode_plain_jpeg(data: bytes, max_pixels: int) -> DecodedImage | None:
 #: Held around Pillow decodes: ``decode_image_info`` sets process-wide state for the time of
 #: a decode (Pillow's pixel limit, the warnings filters), which threads must not interleave.
 _PILLOW_LOCK = threading.Lock()
+
+
+def _decode_pillow_unlocked(data: bytes, max_pixels: int) -> DecodedImage | None:
+    """Any image Pillow reads, decoded without the process-wide settings (and so without
+    :data:`_PILLOW_LOCK`: two threads decode PNG, CMYK, 16-bit or rotated files at once).
+
+    The same pixels, format, mode and orientation as
+    :func:`~restorelab.imageio.decode_image_info`. Returns None — the caller then takes the
+    locked path, which also words the errors — for anything unusual: a file Pillow refuses,
+    or more pixels than ``max_pixels`` or than Pillow's own bomb limit.
+    """
+    from PIL import ImageOps
+
+    from restorelab.imageio import _to_rgb
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            pixels = img.width * img.height
+            if pixels > max_pixels or pixels > (Image.MAX_IMAGE_PIXELS or pixels):
+                return None
+            img.load()
+            fmt, mode = img.format, img.mode
+            orientation = int(img.getexif().get(0x0112, 1) or 1)
+            rgb = np.array(_to_rgb(ImageOps.exif_transpose(img)), dtype=np.uint8)
+    except Exception:
+        return None
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.shape[0] == 0 or rgb.shape[1] == 0:
+        return None
+    return DecodedImage(pixels=rgb, format=fmt, mode=mode, orientation=orientation)
 #: Held around face detection: the cached detectors are not thread-safe.
 _FACES_LOCK = threading.Lock()
 
@@ -150,6 +179,8 @@ def analyse(data: bytes, source: str, max_pixels: int, want_faces: bool) -> dict
     from restorelab.curation.selection import detect_faces, embed
 
     decoded = _decode_plain_jpeg(data, max_pixels)
+    if decoded is None:
+        decoded = _decode_pillow_unlocked(data, max_pixels)
     if decoded is None:
         try:
             with _PILLOW_LOCK:
@@ -618,17 +649,26 @@ def _safe_stem(name: str) -> str:
     return stem[:80]
 
 
-#: zlib level of the PNGs written for images that cannot be copied (converted modes, rotated,
-#: 16-bit, CMYK, formats other than JPEG/PNG/WebP). Level 1 encodes about 5-8x faster than
-#: Pillow's default 6 for files 5-15 % larger (measured in docs/PERFORMANCE.md, "Curation").
-PNG_COMPRESSION = 1
+#: How the PNGs are written for images that cannot be copied (converted modes, rotated,
+#: 16-bit, CMYK, formats other than JPEG/PNG/WebP): zlib level 1, Huffman coding only, the
+#: SUB filter on every row. On the mate-backgrounds photos (4-18 MP) that encodes 3-12x
+#: faster than Pillow's default (level 6, adaptive filters) for files 11-47 % larger
+#: (flat renders: about 2x larger); see docs/PERFORMANCE.md, "Curation".
+PNG_PARAMS = (
+    cv2.IMWRITE_PNG_COMPRESSION,
+    1,
+    cv2.IMWRITE_PNG_STRATEGY,
+    cv2.IMWRITE_PNG_STRATEGY_HUFFMAN_ONLY,
+    cv2.IMWRITE_PNG_FILTER,
+    cv2.IMWRITE_PNG_FILTER_SUB,
+)
 
 
 def encode_png(pixels: np.ndarray) -> bytes:
-    """A PNG of RGB ``uint8`` pixels at :data:`PNG_COMPRESSION` (OpenCV's encoder, no
-    metadata: the same pixels always give the same bytes)."""
+    """A PNG of RGB ``uint8`` pixels with :data:`PNG_PARAMS` (OpenCV's encoder, no metadata:
+    the same pixels always give the same bytes)."""
     bgr = cv2.cvtColor(np.ascontiguousarray(pixels), cv2.COLOR_RGB2BGR)
-    ok, encoded = cv2.imencode(".png", bgr, [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESSION])
+    ok, encoded = cv2.imencode(".png", bgr, list(PNG_PARAMS))
     if not ok:  # pragma: no cover - OpenCV fails only on invalid arrays
         raise OSError("PNG encoding failed")
     return encoded.tobytes()
