@@ -164,6 +164,8 @@ def _decode_pillow_unlocked(data: bytes, max_pixels: int) -> DecodedImage | None
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.shape[0] == 0 or rgb.shape[1] == 0:
         return None
     return DecodedImage(pixels=rgb, format=fmt, mode=mode, orientation=orientation)
+
+
 #: Held around face detection: the cached detectors are not thread-safe.
 _FACES_LOCK = threading.Lock()
 
