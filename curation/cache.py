@@ -90,6 +90,36 @@ class AnalysisCache:
             os.replace(tmp, path)
         return path
 
+    def merge_from(self, folder: str | os.PathLike) -> int:
+        """Add the entries of another cache folder (a shard's) that this one lacks: analyses,
+        pairwise measures, blobs and exported PNGs. Returns the analyses added."""
+        import shutil
+
+        other = Path(folder)
+        database = other / "analysis.sqlite"
+        if not database.is_file():
+            raise FileNotFoundError(f"{other} is not a curation cache (no analysis.sqlite)")
+        before = len(self)
+        self._db.execute("ATTACH DATABASE ? AS other", (os.fspath(database),))
+        try:
+            for table in ("analysis", "pairs"):
+                self._db.execute(
+                    f"INSERT OR IGNORE INTO {table} SELECT * FROM other.{table} WHERE version = ?",
+                    (ANALYSIS_VERSION,),
+                )
+            self._db.commit()
+        finally:
+            self._db.execute("DETACH DATABASE other")
+        for sub in ("blobs", "exports"):
+            for path in sorted((other / sub).rglob("*")):
+                target = self.folder / sub / path.relative_to(other / sub)
+                if path.is_file() and not path.name.startswith(".") and not target.exists():
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
+                    shutil.copyfile(path, tmp)
+                    os.replace(tmp, target)
+        return len(self) - before
+
     def __len__(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM analysis").fetchone()[0])
 

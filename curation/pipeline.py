@@ -758,6 +758,8 @@ def curate(
     captioner: Any = None,
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
+    shard: tuple[int, int] | None = None,
+    merge_caches: Iterable[str | os.PathLike] = (),
 ) -> CurationResult:
     """Curate images from ``sources`` into a Hugging Face imagefolder at ``out``.
 
@@ -782,6 +784,15 @@ def curate(
     CurationError
         No image was kept; the previous dataset stays, the rejection report of this run is
         written to ``.OUT.failed/rejected.csv`` beside ``out``.
+
+    Notes
+    -----
+    A pool too large for one machine: run the analysis as shards, each with its own cache
+    (``shard=(rank, world_size)``: inputs ``k`` with ``k % world_size == rank``, in source
+    order; analysis only, ``out`` is not touched), then one run with ``merge_caches`` (the
+    shards' cache folders, copied to that machine) merges them into its cache and does the
+    grouping, filtering, selection and export on every input at once, reading each input
+    again only to hash it (URLs are downloaded again).
     """
     config = config or CurationConfig()
     if not isinstance(config, CurationConfig):
@@ -795,11 +806,15 @@ def curate(
     stats = SourceStats()
     sources = list(sources)
     items = iter_sources(sources, exclude=exclude, stats=stats, split=config.split)
+    if shard is not None:
+        return _analyse_shard(items, cache_path, config, shard, progress)
     with output_lock(out):
         staging = staging_dir(out)
         shutil.rmtree(staging, ignore_errors=True)
         (staging / IMAGES_DIR).mkdir(parents=True)
         cache = AnalysisCache(cache_path)
+        for other in merge_caches:
+            cache.merge_from(other)
         try:
             total = (
                 count_sources(sources, exclude=exclude, split=config.split) if progress else None
@@ -827,6 +842,34 @@ def curate(
         finally:
             cache.close()
             shutil.rmtree(staging, ignore_errors=True)
+    return result
+
+
+def _analyse_shard(
+    items: Iterable[SourceItem],
+    cache_path: Path,
+    config: CurationConfig,
+    shard: tuple[int, int],
+    progress: bool,
+) -> CurationResult:
+    """Analyse shard ``rank`` of ``world_size`` into the cache only (see :func:`curate`)."""
+    rank, world = shard
+    if isinstance(rank, bool) or isinstance(world, bool) or not 0 <= rank < world:
+        raise ValueError(
+            f"shard must be (rank, world_size) with 0 <= rank < world_size, got {shard}"
+        )
+    mine = (item for k, item in enumerate(items) if k % world == rank)
+    cache = AnalysisCache(cache_path)
+    try:
+        with keep_freed_memory():
+            records = list(_analysed(mine, cache, config, progress))
+    finally:
+        cache.close()
+    result = CurationResult(out_dir=cache_path)
+    result.cache_hits = sum(1 for r in records if r.cache_hit)
+    result.rejected = sum(1 for r in records if r.reason)
+    result.reasons = dict(Counter(_reason_kind(r.reason) for r in records if r.reason))
+    result.sources = {"shard": [rank, world], "analysed": len(records)}
     return result
 
 

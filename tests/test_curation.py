@@ -888,3 +888,45 @@ def test_export_is_a_copy_or_a_link_and_a_re_run_writes_the_same_bytes(tmp_path:
     again = {k: (out / r["file_name"]).read_bytes() for k, r in _kept(out).items()}
     assert again == first
     assert {k: (out / r["file_name"]).stat().st_ino for k, r in _kept(out).items()} == inodes
+
+
+def test_sharded_analysis_merges_into_one_curation(library: Path, tmp_path: Path) -> None:
+    """Issue 14.3: two analysis shards (RANK/WORLD_SIZE style), each with its own cache, then
+    one run merging the caches: every input comes from the merged cache and the result is
+    the unsharded run's, byte for byte."""
+    from click.testing import CliRunner
+
+    from restorelab.app.cli import main
+
+    config = CurationConfig(filters=SMALL, target=3)
+    curate([library], tmp_path / "single", config, progress=False)
+    counts = []
+    for rank in (0, 1):
+        shard = curate(
+            [library],
+            tmp_path / "unused",
+            config,
+            cache_dir=tmp_path / f"shard{rank}",
+            shard=(rank, 2),
+            progress=False,
+        )
+        counts.append(shard.sources["analysed"])
+    assert counts == [8, 7] and not (tmp_path / "unused").exists()
+    merged = curate(
+        [library],
+        tmp_path / "merged",
+        config,
+        merge_caches=[tmp_path / "shard0", tmp_path / "shard1"],
+        progress=False,
+    )
+    assert merged.cache_hits == 15
+    assert (tmp_path / "merged" / "metadata.jsonl").read_bytes() == (
+        tmp_path / "single" / "metadata.jsonl"
+    ).read_bytes()
+    result = CliRunner().invoke(
+        main,
+        ["curate", str(library), "--out", str(tmp_path / "x"), "--shard", "env"],
+        env={"RANK": "1", "WORLD_SIZE": "2"},
+    )
+    assert result.exit_code == 0, result.output
+    assert "shard 1/2: analysed 7 inputs" in result.output

@@ -201,6 +201,18 @@ def dashboard(run_dir: str, port: int, address: str) -> None:
     help="Analysis cache (default OUT/.cache); re-runs skip analysed images.",
 )
 @click.option("--workers", type=int, default=None, help="Analysis threads (default: cores).")
+@click.option(
+    "--shard",
+    default=None,
+    help="I/N, or 'env' for RANK/WORLD_SIZE: analyse only every N-th input (from the I-th) "
+    "into --cache-dir, writing no dataset; then merge the shards with --merge-cache.",
+)
+@click.option(
+    "--merge-cache",
+    multiple=True,
+    type=click.Path(exists=True, file_okay=False),
+    help="Cache folder of an analysis shard to merge before curating (repeatable).",
+)
 @_friendly
 def curate(
     sources: tuple[str, ...],
@@ -213,12 +225,14 @@ def curate(
     device: str,
     cache_dir: str | None,
     workers: int | None,
+    shard: str | None,
+    merge_cache: tuple[str, ...],
 ) -> None:
     """Curate image SOURCES (folders, globs, HF datasets, Parquet, .tar shards, URL lists).
 
     Config keys: `restorelab curate --help-config`.
     """
-    from restorelab.app.curate_cli import config_from_options, report_lines
+    from restorelab.app.curate_cli import config_from_options, parse_shard, report_lines
     from restorelab.curation import curate as run_curation
 
     config = config_from_options(config_path, target, keep_all, min_side, workers)
@@ -227,7 +241,15 @@ def curate(
         from restorelab.curation.captioner import Captioner
 
         model = Captioner.from_pretrained(captioner, device=device)
-    result = run_curation(list(sources), out, config, captioner=model, cache_dir=cache_dir)
+    result = run_curation(
+        list(sources),
+        out,
+        config,
+        captioner=model,
+        cache_dir=cache_dir,
+        shard=parse_shard(shard),
+        merge_caches=merge_cache,
+    )
     for line in report_lines(result, config, out):
         click.echo(line)
 

@@ -7,6 +7,7 @@ same way, naming the option; ``--target`` and ``--all`` together are refused.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -46,9 +47,38 @@ def config_from_options(
     return config.replace(source=where, **changes)
 
 
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """``"I/N"`` → (I, N); ``"env"`` → (RANK, WORLD_SIZE) from the environment; None → None."""
+    if text is None:
+        return None
+    if text == "env":
+        try:
+            rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+        except (KeyError, ValueError) as exc:
+            raise click.UsageError(
+                "--shard env needs the integer environment variables RANK and WORLD_SIZE"
+            ) from exc
+    else:
+        head, sep, tail = text.partition("/")
+        if not sep or not head.strip().isdigit() or not tail.strip().isdigit():
+            raise click.UsageError(f"--shard expects I/N (e.g. 0/4) or 'env', got {text!r}")
+        rank, world = int(head), int(tail)
+    if not 0 <= rank < world:
+        raise click.UsageError(f"--shard {text}: need 0 <= I < N, got I={rank}, N={world}")
+    return rank, world
+
+
 def report_lines(result: CurationResult, config: CurationConfig, out: str | Path) -> list[str]:
     """What the command prints after a run: counts, what the sources skipped, where to look."""
     out = Path(out)
+    if "shard" in result.sources:
+        rank, world = result.sources["shard"]
+        return [
+            f"shard {rank}/{world}: analysed {result.sources['analysed']} inputs into "
+            f"{result.out_dir} ({result.cache_hits} already there; {result.rejected} "
+            f"unusable: {result.reasons}); no dataset written. Merge with: restorelab curate "
+            "SOURCES --out OUT --merge-cache SHARD_CACHE ..."
+        ]
     lines = [f"kept {result.kept}, rejected {result.rejected} {result.reasons}"]
     if result.shortfall:
         lines.append(f"shortfall: {result.shortfall} fewer than the target {config.target} passed")
