@@ -105,23 +105,45 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (MemoryError, TimeoutError)
 
 
 # --- analysis (runs in worker processes) -----------------------------------------------------
+def _orient(pixels: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply an EXIF orientation (1-8) as Pillow's ``ImageOps.exif_transpose`` does."""
+    if orientation == 2:
+        return pixels[:, ::-1]
+    if orientation == 3:
+        return pixels[::-1, ::-1]
+    if orientation == 4:
+        return pixels[::-1]
+    if orientation == 5:
+        return pixels.transpose(1, 0, 2)
+    if orientation == 6:
+        return pixels.transpose(1, 0, 2)[:, ::-1]
+    if orientation == 7:
+        return pixels[::-1, ::-1].transpose(1, 0, 2)
+    if orientation == 8:
+        return pixels.transpose(1, 0, 2)[::-1]
+    return pixels
+
+
 def _decode_plain_jpeg(data: bytes, max_pixels: int) -> DecodedImage | None:
-    """The pixels of a complete, upright, 3-component JPEG through OpenCV; None otherwise.
+    """The pixels of a complete RGB or grey JPEG through OpenCV; None otherwise.
 
     OpenCV's libjpeg-turbo writes RGB straight into the array (no Pillow image, no copy): the
-    same pixels as :func:`~restorelab.imageio.decode_image_info` at about half its cost. Every
-    other file — PNG, grey, CMYK or rotated JPEGs, truncated ones (no end-of-image marker),
-    anything OpenCV refuses — returns None and goes through Pillow, which also gives the
-    error messages.
+    same pixels as :func:`~restorelab.imageio.decode_image_info` at about half its cost. The
+    EXIF orientation is applied as Pillow applies it (flips and transposes, then one
+    contiguous copy); grey JPEGs come out with R = G = B as Pillow's conversion gives. Every
+    other file — PNG, CMYK JPEGs, truncated ones (no end-of-image marker), anything OpenCV
+    refuses — returns None and goes through Pillow, which also gives the error messages.
     """
     if not (data[:3] == b"\xff\xd8\xff" and data[-2:] == b"\xff\xd9"):
         return None
     try:
         with Image.open(io.BytesIO(data)) as img:  # reads the header only
-            if img.format != "JPEG" or img.mode != "RGB":
+            if img.format != "JPEG" or img.mode not in ("RGB", "L"):
                 return None
+            mode = img.mode
             width, height = img.size
-            if width * height > max_pixels or int(img.getexif().get(0x0112, 1) or 1) != 1:
+            orientation = int(img.getexif().get(0x0112, 1) or 1)
+            if width * height > max_pixels or not 1 <= orientation <= 8:
                 return None
     except Exception:
         return None
@@ -129,7 +151,9 @@ def _decode_plain_jpeg(data: bytes, max_pixels: int) -> DecodedImage | None:
     pixels = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     if pixels is None or pixels.dtype != np.uint8 or pixels.shape != (height, width, 3):
         return None
-    return DecodedImage(pixels=pixels, format="JPEG", mode="RGB", orientation=1)
+    if orientation != 1:
+        pixels = np.ascontiguousarray(_orient(pixels, orientation))
+    return DecodedImage(pixels=pixels, format="JPEG", mode=mode, orientation=orientation)
 
 
 #: Held around Pillow decodes: ``decode_image_info`` sets process-wide state for the time of

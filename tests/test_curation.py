@@ -930,3 +930,23 @@ def test_sharded_analysis_merges_into_one_curation(library: Path, tmp_path: Path
     )
     assert result.exit_code == 0, result.output
     assert "shard 1/2: analysed 7 inputs" in result.output
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_rotated_and_grey_jpegs_decode_through_opencv_as_pillow_does(mode: str) -> None:
+    """Issue 14.2: every EXIF orientation and grey JPEGs take the fast OpenCV decode, with
+    exactly Pillow's pixels, mode and orientation."""
+    from restorelab.curation.pipeline import _decode_plain_jpeg
+    from restorelab.imageio import decode_image_info
+
+    image = data.astronaut()[:120, :90]
+    for orientation in range(1, 9):
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        buffer = io.BytesIO()
+        Image.fromarray(image).convert(mode).save(buffer, format="JPEG", quality=90, exif=exif)
+        fast = _decode_plain_jpeg(buffer.getvalue(), 10**9)
+        reference = decode_image_info(buffer.getvalue())
+        assert fast is not None and fast.pixels.flags.c_contiguous
+        assert np.array_equal(fast.pixels, reference.pixels), orientation
+        assert (fast.mode, fast.orientation) == (reference.mode, reference.orientation)
