@@ -700,11 +700,18 @@ def encode_png(pixels: np.ndarray) -> bytes:
     return encoded.tobytes()
 
 
-def _link_or_copy(source: Path, target: Path) -> None:
-    """Hard-link ``source`` at ``target`` (same file system), else copy it; atomic."""
+def _link_or_copy(source: Path, target: Path, *, link: bool = True) -> None:
+    """Hard-link ``source`` at ``target`` (same file system), else copy it; atomic.
+
+    Only files this package owns are linked (the cache's, the previous dataset's); a user's
+    source file is copied (``link=False``), so that editing it in place never changes the
+    dataset.
+    """
     tmp = target.with_name(f".{target.name}.tmp")
     tmp.unlink(missing_ok=True)
     try:
+        if not link:
+            raise OSError("copy requested")
         os.link(source, tmp)
     except OSError:
         shutil.copyfile(source, tmp)
@@ -739,7 +746,7 @@ def _export_image(
 
     A plain RGB JPEG, PNG or WebP is its source file, byte for byte: hard-linked from the
     previous dataset in ``out`` when that holds the same file (same name, source SHA-256 and
-    size), else copied. Any other image is written as PNG (:func:`encode_png`) once per pixel
+    size) or from the cache (images from memory), else copied from the user's file. Any other image is written as PNG (:func:`encode_png`) once per pixel
     hash into the cache (``exports/``) and hard-linked (or copied) from there, so a re-run
     writes the same bytes without decoding or encoding again.
     """
@@ -750,10 +757,11 @@ def _export_image(
         suffix = _COPYABLE[analysis["format"]]
         name = f"{_safe_stem(name_hint)}-{digest[:10]}{suffix}"
         source = cache.blob_path(record.sha) if record.from_blob else Path(record.path)
+        owned = record.from_blob
         earlier = (previous or {}).get(f"{IMAGES_DIR}/{name}")
         if out is not None and earlier and earlier == (record.sha, source.stat().st_size):
-            source = out / IMAGES_DIR / name
-        _link_or_copy(source, staging / IMAGES_DIR / name)
+            source, owned = out / IMAGES_DIR / name, True
+        _link_or_copy(source, staging / IMAGES_DIR / name, link=owned)
     else:
         name = f"{_safe_stem(name_hint)}-{digest[:10]}.png"
         cached = cache.export_path(digest)
