@@ -746,9 +746,10 @@ def _export_image(
 
     A plain RGB JPEG, PNG or WebP is its source file, byte for byte: hard-linked from the
     previous dataset in ``out`` when that holds the same file (same name, source SHA-256 and
-    size) or from the cache (images from memory), else copied from the user's file. Any other image is written as PNG (:func:`encode_png`) once per pixel
-    hash into the cache (``exports/``) and hard-linked (or copied) from there, so a re-run
-    writes the same bytes without decoding or encoding again.
+    size) or from the cache (images from memory), else copied from the user's file. Any
+    other image is written as PNG (:func:`encode_png`) once per pixel hash into the cache
+    (``exports/``) and hard-linked (or copied) from there, so a re-run writes the same bytes
+    without decoding or encoding again.
     """
     analysis = record.analysis
     digest = analysis["pixel_hash"]

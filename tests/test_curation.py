@@ -950,3 +950,14 @@ def test_rotated_and_grey_jpegs_decode_through_opencv_as_pillow_does(mode: str) 
         assert fast is not None and fast.pixels.flags.c_contiguous
         assert np.array_equal(fast.pixels, reference.pixels), orientation
         assert (fast.mode, fast.orientation) == (reference.mode, reference.orientation)
+
+
+def test_a_users_source_file_is_copied_not_linked(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    _save_jpeg(data.astronaut(), src / "astro.jpg", 95)
+    out = tmp_path / "out"
+    curate([src], out, CurationConfig(filters=SMALL, target=None), progress=False)
+    exported = out / _kept(out)["astro.jpg"]["file_name"]
+    assert exported.read_bytes() == (src / "astro.jpg").read_bytes()
+    assert not exported.samefile(src / "astro.jpg")
