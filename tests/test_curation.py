@@ -304,6 +304,7 @@ def test_in_memory_sources_export(tmp_path: Path) -> None:
     assert {r["text"] for r in rows} == {"an astronaut", "a coffee cup"}
     assert rows[0]["source"].endswith("shard.parquet#row=0")
     assert np.array_equal(read_image(out / rows[0]["file_name"]), data.astronaut())
+    assert _load(out).num_rows == 2  # the exported blobs load with datasets too
 
 
 def test_quotas_by_folder(tmp_path: Path) -> None:
