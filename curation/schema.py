@@ -164,7 +164,7 @@ CONFIG_KEYS: tuple[ConfigKey, ...] = (
     ConfigKey(
         "license", "str", "other", "Licence field of the dataset card (check your sources')."
     ),
-    ConfigKey("workers", "int", 0, "Analysis threads (0: one per CPU core).", minimum=0),
+    ConfigKey("workers", "int", 0, "Analysis and export threads (0: one per CPU core).", minimum=0),
 )
 _KEYS = {key.name: key for key in CONFIG_KEYS}
 
