@@ -626,5 +626,10 @@ def list_registered() -> None:
     click.echo("grids: " + ", ".join(packaged_grids()))
 
 
+from restorelab.app.restore import restore_command  # noqa: E402  (its own module)
+
+main.add_command(restore_command, name="restore")
+restore_command.callback = _friendly(restore_command.callback)
+
 if __name__ == "__main__":
     main()
