@@ -44,7 +44,13 @@ from PIL import Image
 from restorelab.benchmark.restorers.sdxl.colour import COLOUR_FIXES, colour_fix
 from restorelab.benchmark.restorers.sdxl.scheduler import RestorationEulerScheduler
 from restorelab.benchmark.restorers.sdxl.tiling import TiledUNet, check_tiling
-from restorelab.weights import MissingWeightsError, hf_hub_cache, hf_snapshot
+from restorelab.weights import (
+    SDXL_COMPONENTS,
+    MissingWeightsError,
+    diffusers_folder_problem,
+    hf_hub_cache,
+    hf_snapshot,
+)
 
 #: Prompts and presets with their sources.
 PRESETS_FILE = Path(__file__).with_name("presets.yaml")
@@ -52,8 +58,6 @@ PRESETS_FILE = Path(__file__).with_name("presets.yaml")
 PAD_MULTIPLE = 64
 #: ControlNet-Union's control type index of "tile" (xinsir/controlnet-union-sdxl-1.0 model card).
 UNION_TILE_MODE = 6
-#: Folders a diffusers SDXL pipeline needs (model_index.json beside them).
-SDXL_COMPONENTS = ("unet", "vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2")
 _WEIGHT_SUFFIXES = (".safetensors", ".bin")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -206,17 +210,11 @@ def resolve_base(base: str | os.PathLike) -> Path:
         raise MissingWeightsError(
             f"SDXL base not found: {path} is not a folder. To get it: {_BASE_RECIPE}"
         )
-    if not (path / "model_index.json").is_file():
+    problem = diffusers_folder_problem(path, SDXL_COMPONENTS)
+    if problem:
         raise MissingWeightsError(
-            f"SDXL base {path} is incomplete: no model_index.json (not a diffusers folder; "
-            f"a single .safetensors checkpoint is not supported). To get it: {_BASE_RECIPE}"
-        )
-    missing = [c for c in SDXL_COMPONENTS if not (path / c).is_dir()]
-    missing += [c for c in ("unet", "vae") if c not in missing and not _has_weights(path / c)]
-    if missing:
-        raise MissingWeightsError(
-            f"SDXL base {path} is incomplete: missing {', '.join(missing)}. To get it: "
-            f"{_BASE_RECIPE}"
+            f"SDXL base {path} is incomplete: {problem} (a single-file checkpoint is not "
+            f"supported). To get it: {_BASE_RECIPE}"
         )
     return path
 

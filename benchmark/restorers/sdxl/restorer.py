@@ -116,6 +116,8 @@ class SDXLRestorer(Restorer):
         control = opts["controlnet"]
         self.controlnet_path = resolve_controlnet(control) if control else None
         self._pipeline = None
+        # taken now, when the files are checked: the hash names the files as they were found
+        self._file_identities = self.file_identities()
 
     @classmethod
     def from_pretrained(
@@ -139,7 +141,7 @@ class SDXLRestorer(Restorer):
         return {
             **super().config,
             "settings": asdict(self.settings),
-            "files": self.file_identities(),
+            "files": self._file_identities,
         }
 
     @property
