@@ -9,7 +9,9 @@ resumes into an old run. Models load on first use, on the device given by :meth:
 
 from __future__ import annotations
 
+import json
 import os
+from collections import OrderedDict
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, ClassVar
@@ -32,6 +34,12 @@ SETTING_OPTIONS = (
     "a_prompt",
     "n_prompt",
 )
+
+
+#: Loaded pipelines shared by restorers that load the same files the same way (a sweep over
+#: sampling options loads SDXL once); the least recently used beyond this many is dropped.
+MAX_LOADED_PIPELINES = 2
+_LOADED: OrderedDict[str, Any] = OrderedDict()
 
 
 def file_identity(path: Path) -> dict[str, Any]:
@@ -150,26 +158,47 @@ class SDXLRestorer(Restorer):
 
     # --- placement and loading -----------------------------------------------------------
     def to(self, device: str) -> SDXLRestorer:
-        self.device = str(device)
-        if self._pipeline is not None:
-            self._pipeline.to(self.device)
+        if str(device) != self.device:
+            self.device = str(device)
+            self._pipeline = None  # loaded (or found loaded) on the new device when used
         return self
 
     @property
     def pipeline(self):
-        """The loaded :class:`~.pipeline.SDXLRestorationPipeline` (loads on first access)."""
+        """The loaded :class:`~.pipeline.SDXLRestorationPipeline` (loads on first access).
+
+        Restorers that load the same files with the same dtype, device, compile and offload
+        share one pipeline (see :data:`MAX_LOADED_PIPELINES`); each sets its own LoRA weights
+        before every call.
+        """
         if self._pipeline is None:
             from restorelab.benchmark.restorers.sdxl.pipeline import SDXLRestorationPipeline
 
-            self._pipeline = SDXLRestorationPipeline.from_pretrained(
-                self.base_path,
-                loras=self.loras,
-                controlnet=self.controlnet_path,
-                dtype=str(self.options["dtype"]),
-                device=self.device,
-                compile=bool(self.options["compile"]),
-                offload=bool(self.options["offload"]),
+            key = json.dumps(
+                [
+                    self._file_identities,
+                    [s.name for s in self.loras],
+                    str(self.options["dtype"]),
+                    self.device,
+                    bool(self.options["compile"]),
+                    bool(self.options["offload"]),
+                ],
+                default=str,
             )
+            if key not in _LOADED:
+                _LOADED[key] = SDXLRestorationPipeline.from_pretrained(
+                    self.base_path,
+                    loras=self.loras,
+                    controlnet=self.controlnet_path,
+                    dtype=str(self.options["dtype"]),
+                    device=self.device,
+                    compile=bool(self.options["compile"]),
+                    offload=bool(self.options["offload"]),
+                )
+                while len(_LOADED) > MAX_LOADED_PIPELINES:
+                    _LOADED.popitem(last=False)
+            _LOADED.move_to_end(key)
+            self._pipeline = _LOADED[key]
         return self._pipeline
 
     # --- restoring -----------------------------------------------------------------------
@@ -214,7 +243,10 @@ class SDXLRestorer(Restorer):
     def _restore_same_size(
         self, images: list[np.ndarray], contexts: list[RestoreContext | None]
     ) -> list[np.ndarray]:
-        result = self.pipeline(
+        pipeline = self.pipeline
+        if self.loras:
+            pipeline.set_lora_weights({spec.name: spec.weight for spec in self.loras})
+        result = pipeline(
             images,
             [self._prompt(c) for c in contexts],
             settings=self.settings,
