@@ -386,6 +386,24 @@ class SDXLRestorationPipeline:
         restorer.to(device)
         return restorer
 
+    @classmethod
+    def from_components(
+        cls, *, controlnet: Any = None, requires_aesthetics_score: bool = False, **parts: Any
+    ) -> SDXLRestorationPipeline:
+        """Build from in-memory parts (``vae``, ``text_encoder``, ``text_encoder_2``,
+        ``tokenizer``, ``tokenizer_2``, ``unet``, ``scheduler``; optional ``controlnet``), as
+        the GPU benchmark does with randomly initialised SDXL-sized models."""
+        pipe = _Img2Img(**parts, requires_aesthetics_score=requires_aesthetics_score)
+        if controlnet is not None:
+            pipe = _ControlNetImg2Img(
+                **{k: v for k, v in pipe.components.items() if k != "image_encoder"},
+                controlnet=controlnet,
+                requires_aesthetics_score=requires_aesthetics_score,
+            )
+        restorer = cls(pipe)
+        restorer._device = pipe.unet.device
+        return restorer
+
     def to(self, device: str) -> SDXLRestorationPipeline:
         """Move the models to ``device`` (with offload: hooks that move each model on use)."""
         if self.offload and str(device).startswith("cuda"):
