@@ -394,6 +394,43 @@ def test_controlnet_with_tiling(tiny_sdxl: Path, tiny_controlnet: Path) -> None:
     assert out.shape == (192, 128, 3)
 
 
+def _tiny_union(base: Path, folder: Path, control_types: int) -> Path:
+    """A tiny ControlNet-Union with ``control_types`` modes (ProMax has 8, tile = 6)."""
+    import inspect
+
+    from diffusers import ControlNetUnionModel, UNet2DConditionModel
+
+    unet = UNet2DConditionModel.from_pretrained(base / "unet", local_files_only=True)
+    template = ControlNetUnionModel.from_unet(unet, conditioning_embedding_out_channels=(16, 32))
+    params = inspect.signature(ControlNetUnionModel.__init__).parameters
+    config = {k: v for k, v in template.config.items() if k in params}
+    config.update(
+        num_control_type=control_types, num_trans_channel=32, num_proj_channel=32, num_trans_head=4
+    )
+    model = ControlNetUnionModel(**config)
+    generator = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if any(k in name for k in ("zero", "controlnet_", "spatial_ch_projs")):
+                param.copy_(torch.randn(param.shape, generator=generator) * 0.02)
+    model.save_pretrained(folder)
+    return folder
+
+
+def test_controlnet_union_in_tile_mode(tiny_sdxl: Path, tmp_path: Path) -> None:
+    promax = _tiny_union(tiny_sdxl, tmp_path / "promax", 8)
+    restorer = create_restorer(_spec(tiny_sdxl, controlnet=promax))
+    plain = create_restorer(_spec(tiny_sdxl))
+    image = _image(2)
+    union = restorer.pipeline([image], "x", settings=restorer.settings, seed=0).latents
+    base = plain.pipeline([image], "x", settings=plain.settings, seed=0).latents
+    assert type(restorer.pipeline.pipe).__name__ == "_UnionImg2Img"
+    assert (union - base).abs().mean() > 1e-3
+    six = _tiny_union(tiny_sdxl, tmp_path / "six", 6)
+    with pytest.raises(ValueError, match="no tile mode"):
+        create_restorer(_spec(tiny_sdxl, controlnet=six)).pipeline  # noqa: B018
+
+
 # --- missing weights: one line naming the path and the fix -------------------------------------
 def test_missing_weight_messages(
     tiny_sdxl: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -56,7 +56,8 @@ from restorelab.weights import (
 PRESETS_FILE = Path(__file__).with_name("presets.yaml")
 #: Image sides are padded to a multiple of this (pixels): latents then align with tiles.
 PAD_MULTIPLE = 64
-#: ControlNet-Union's control type index of "tile" (xinsir/controlnet-union-sdxl-1.0 model card).
+#: ControlNet-Union's control type index of "tile" (xinsir/controlnet-union-sdxl-1.0 ProMax,
+#: 8 types: openpose, depth, hed/scribble, canny, normal, segment, tile, repaint).
 UNION_TILE_MODE = 6
 _WEIGHT_SUFFIXES = (".safetensors", ".bin")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -663,6 +664,13 @@ def _with_controlnet(pipe: Any, folder: Path, torch_dtype: torch.dtype) -> Any:
             f"ControlNet {folder} could not be loaded ({type(exc).__name__}: "
             f"{str(exc).splitlines()[0] if str(exc) else ''})"
         ) from exc
+    if union and controlnet.config.num_control_type <= UNION_TILE_MODE:
+        raise ValueError(
+            f"ControlNet-Union {folder} has {controlnet.config.num_control_type} control types "
+            f"and no tile mode (index {UNION_TILE_MODE}); use the ProMax variant "
+            "(xinsir/controlnet-union-sdxl-1.0, diffusion_pytorch_model_promax.safetensors) "
+            "or a tile ControlNet"
+        )
     pipe_cls = _UnionImg2Img if union else _ControlNetImg2Img
     parts = {k: v for k, v in pipe.components.items() if k not in ("image_encoder",)}
     return pipe_cls(
