@@ -249,9 +249,11 @@ def test_tiled_pointwise_model_has_no_seam(plain: SDXLRestorationPipeline) -> No
     real = plain.pipe.unet
     object.__setattr__(plain.pipe, "unet", _PointwiseUNet(real))
     try:
-        image = _image(5, 192, 128)  # latent 24 × 16: tile 16, stride 8 → 2 tiles, overlapping
+        # the tiny VAE halves the size: a 64 × 56 image (padded to 64²) is a 32² latent, and
+        # tile 24, stride 8 cover it with 2 × 2 overlapping tiles
+        image = _image(5, 64, 56)
         untiled = plain([image], "x", settings=_settings(), seed=0)
-        tiled = plain([image], "x", settings=_settings(tile=16, tile_stride=8), seed=0)
+        tiled = plain([image], "x", settings=_settings(tile=24, tile_stride=8), seed=0)
     finally:
         object.__setattr__(plain.pipe, "unet", real)
     assert torch.allclose(tiled.latents, untiled.latents, atol=1e-5)
@@ -259,9 +261,15 @@ def test_tiled_pointwise_model_has_no_seam(plain: SDXLRestorationPipeline) -> No
 
 
 def test_tiled_unet_blends_real_predictions(plain: SDXLRestorationPipeline) -> None:
-    tiled = TiledUNet(plain.pipe.unet, tile=16, stride=8)
-    out = plain([_image(6, 192, 128)], "x", settings=_settings(tile=16, tile_stride=8), seed=0)
-    assert out.images[0].shape == (192, 128, 3)
+    tiled = TiledUNet(plain.pipe.unet, tile=24, stride=8)
+    calls = []
+    hook = plain.pipe.unet.register_forward_pre_hook(lambda m, args: calls.append(args[0].shape))
+    try:
+        out = plain([_image(6, 64, 56)], "x", settings=_settings(tile=24, tile_stride=8), seed=0)
+    finally:
+        hook.remove()
+    assert out.images[0].shape == (64, 56, 3)
+    assert len(calls) == 4 * 4 and {tuple(c[-2:]) for c in calls} == {(24, 24)}  # 4 steps
     assert torch.isfinite(out.latents).all()
     assert tiled.config is plain.pipe.unet.config  # the pipeline reads the wrapped UNet's config
 
@@ -389,9 +397,9 @@ def test_controlnet_conditions_and_scale_zero_is_img2img(
 
 
 def test_controlnet_with_tiling(tiny_sdxl: Path, tiny_controlnet: Path) -> None:
-    restorer = create_restorer(_spec(tiny_sdxl, controlnet=tiny_controlnet, tile=16, tile_stride=8))
-    out = restorer.restore(_image(4, 192, 128))
-    assert out.shape == (192, 128, 3)
+    restorer = create_restorer(_spec(tiny_sdxl, controlnet=tiny_controlnet, tile=24, tile_stride=8))
+    out = restorer.restore(_image(4, 64, 56))
+    assert out.shape == (64, 56, 3)
 
 
 def _tiny_union(base: Path, folder: Path, control_types: int) -> Path:

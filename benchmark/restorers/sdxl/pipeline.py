@@ -453,7 +453,7 @@ class SDXLRestorationPipeline:
         The posterior mean is used (deterministic: the same input gives the same z).
         """
         with self._vae_on_device() as vae, torch.no_grad():
-            vae.enable_tiling() if tiled else vae.disable_tiling()
+            _set_vae_tiling(vae, tiled)
             dist = vae.encode(pixels.to(self.device, vae.dtype)).latent_dist
             latents = dist.mean.float()
         return self._normalise(latents)
@@ -461,7 +461,7 @@ class SDXLRestorationPipeline:
     def decode(self, latents: torch.Tensor, *, tiled: bool = True) -> torch.Tensor:
         """Images in about [−1, 1] (B, 3, H, W), float32, from scaled latents."""
         with self._vae_on_device() as vae, torch.no_grad():
-            vae.enable_tiling() if tiled else vae.disable_tiling()
+            _set_vae_tiling(vae, tiled)
             latents = self._denormalise(latents).to(self.device, vae.dtype)
             return vae.decode(latents).sample.float()
 
@@ -594,12 +594,12 @@ class SDXLRestorationPipeline:
         # 7. denoise (the UNet tiled when the latent is larger than one tile)
         kwargs: dict[str, Any] = {}
         if self.has_controlnet:
-            kwargs["control_image"] = [(lq_padded[i : i + 1] + 1) / 2 for i in range(batch)]
-            kwargs["control_image"] = torch.cat(kwargs["control_image"])
+            control_image = (lq_padded + 1) / 2  # the LQ image itself, in [0, 1]
             kwargs["controlnet_conditioning_scale"] = float(settings.controlnet_scale)
             if isinstance(self.pipe, _UnionImg2Img):
-                kwargs["control_image"] = [kwargs["control_image"]]
-                kwargs["control_mode"] = [UNION_TILE_MODE]
+                kwargs.update(control_image=[control_image], control_mode=[UNION_TILE_MODE])
+            else:
+                kwargs["control_image"] = control_image
         size = (proc_h + pad_h, proc_w + pad_w)
         with self._tiled_unet(settings, z.shape[-2:]):
             latents = self.pipe(
@@ -681,6 +681,14 @@ def _with_controlnet(pipe: Any, folder: Path, torch_dtype: torch.dtype) -> Any:
     )
 
 
+def _set_vae_tiling(vae: Any, tiled: bool) -> None:
+    """diffusers' tiled VAE (it only tiles images larger than its ``sample_size``)."""
+    if tiled:
+        vae.enable_tiling()
+    else:
+        vae.disable_tiling()
+
+
 def resolve_dtype(dtype: str, device: str) -> torch.dtype:
     """``auto`` → bf16 on CUDA, fp32 elsewhere; else ``fp32``/``bf16``/``fp16``."""
     key = str(dtype).lower().replace("float", "fp").replace("bfloat16", "bf16")
@@ -729,7 +737,7 @@ def _resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
 
 def _to_tensor(image: np.ndarray) -> torch.Tensor:
     """uint8 (H, W, 3) → float32 (3, H, W) in [−1, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 127.5 - 1.0
+    return torch.tensor(image).permute(2, 0, 1).float() / 127.5 - 1.0  # copies: PIL is read-only
 
 
 def _to_uint8(image: torch.Tensor) -> np.ndarray:
