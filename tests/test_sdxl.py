@@ -270,6 +270,10 @@ def test_tiled_unet_blends_real_predictions(plain: SDXLRestorationPipeline) -> N
         hook.remove()
     assert out.images[0].shape == (64, 56, 3)
     assert len(calls) == 4 * 4 and {tuple(c[-2:]) for c in calls} == {(24, 24)}  # 4 steps
+    stacked = plain(
+        [_image(6, 64, 56)], "x", settings=_settings(tile=24, tile_stride=8, tile_batch=3), seed=0
+    )
+    assert torch.allclose(stacked.latents, out.latents, atol=1e-4)
     assert torch.isfinite(out.latents).all()
     assert tiled.config is plain.pipe.unet.config  # the pipeline reads the wrapped UNet's config
 

@@ -89,6 +89,7 @@ class RestorationSettings:
     colour_fix: str = "wavelet"
     tile: int = 128
     tile_stride: int = 64
+    tile_batch: int = 1
     vae_tiling: bool = True
     controlnet_scale: float = 1.0
     min_side: int = 1024
@@ -116,6 +117,8 @@ class RestorationSettings:
         if self.s_noise <= 0 or self.s_churn < 0:
             raise ValueError(f"s_churn {self.s_churn} / s_noise {self.s_noise}: need >= 0 / > 0")
         check_tiling(int(self.tile), int(self.tile_stride))
+        if int(self.tile_batch) < 1:
+            raise ValueError(f"tile_batch {self.tile_batch}: need >= 1")
 
     @classmethod
     def from_preset(cls, preset: str, **overrides: Any) -> RestorationSettings:
@@ -644,7 +647,11 @@ class SDXLRestorationPipeline:
             return
         unet = self.pipe.unet
         # object.__setattr__: a temporary swap, not a change of the pipeline's saved config
-        object.__setattr__(self.pipe, "unet", TiledUNet(unet, settings.tile, settings.tile_stride))
+        object.__setattr__(
+            self.pipe,
+            "unet",
+            TiledUNet(unet, settings.tile, settings.tile_stride, settings.tile_batch),
+        )
         try:
             yield
         finally:

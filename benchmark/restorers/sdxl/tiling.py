@@ -84,6 +84,16 @@ def _crop(tensor: torch.Tensor, box: tuple[int, int, int, int], latent_height: i
     return tensor[..., y0:y1, x0:x1]
 
 
+def _repeat(value, times: int, batch: int):
+    """``value`` for ``times`` stacked tiles: batch-first tensors (and those inside dicts)
+    repeated along the batch; anything else (scalars, None) as is."""
+    if isinstance(value, dict):
+        return {k: _repeat(v, times, batch) for k, v in value.items()}
+    if times > 1 and isinstance(value, torch.Tensor) and value.ndim and value.shape[0] == batch:
+        return value.repeat(times, *([1] * (value.ndim - 1)))
+    return value
+
+
 class TiledUNet(nn.Module):
     """Wraps a diffusers UNet: same call, but evaluated on latent tiles and blended.
 
@@ -96,13 +106,20 @@ class TiledUNet(nn.Module):
     unet : UNet2DConditionModel
     tile, stride : int
         Tile side and step in latent units (see :func:`check_tiling`).
+    tile_batch : int
+        Tiles stacked into one UNet call (all tiles have one size); more keeps a large GPU
+        busy at the cost of memory. The result does not depend on it beyond rounding.
     """
 
-    def __init__(self, unet: nn.Module, tile: int = 128, stride: int = 64) -> None:
+    def __init__(
+        self, unet: nn.Module, tile: int = 128, stride: int = 64, tile_batch: int = 1
+    ) -> None:
         super().__init__()
         check_tiling(tile, stride)
+        if int(tile_batch) < 1:
+            raise ValueError(f"tile_batch {tile_batch}: need >= 1")
         self.inner = unet
-        self.tile, self.stride = int(tile), int(stride)
+        self.tile, self.stride, self.tile_batch = int(tile), int(stride), int(tile_batch)
         #: Tiles evaluated by the last forward (for tests and logs).
         self.last_tile_count = 0
 
@@ -123,26 +140,30 @@ class TiledUNet(nn.Module):
         mid = kwargs.pop("mid_block_additional_residual", None)
         total = torch.zeros(sample.shape, dtype=torch.float32, device=sample.device)
         weight_sum = torch.zeros((1, 1, height, width), dtype=torch.float32, device=sample.device)
-        for box in boxes:
-            top, left, th, tw = box
+        batch = sample.shape[0]
+        for start in range(0, len(boxes), self.tile_batch):
+            group = boxes[start : start + self.tile_batch]
             extra = {}
             if down is not None:
                 extra["down_block_additional_residuals"] = tuple(
-                    _crop(r, box, height) for r in down
+                    torch.cat([_crop(r, box, height) for box in group]) for r in down
                 )
             if mid is not None:
-                extra["mid_block_additional_residual"] = _crop(mid, box, height)
-            pred = self.inner(
-                sample[..., top : top + th, left : left + tw],
-                timestep,
-                *args,
-                return_dict=False,
-                **kwargs,
-                **extra,
+                extra["mid_block_additional_residual"] = torch.cat(
+                    [_crop(mid, box, height) for box in group]
+                )
+            crops = torch.cat([_crop(sample, box, height) for box in group])
+            repeated_args = [_repeat(a, len(group), batch) for a in args]
+            repeated_kwargs = {k: _repeat(v, len(group), batch) for k, v in kwargs.items()}
+            timesteps = _repeat(timestep, len(group), batch)
+            preds = self.inner(
+                crops, timesteps, *repeated_args, return_dict=False, **repeated_kwargs, **extra
             )[0]
-            weight = gaussian_weights(th, tw, device=sample.device)
-            total[..., top : top + th, left : left + tw] += pred.float() * weight
-            weight_sum[..., top : top + th, left : left + tw] += weight
+            for index, (top, left, th, tw) in enumerate(group):
+                pred = preds[index * batch : (index + 1) * batch]
+                weight = gaussian_weights(th, tw, device=sample.device)
+                total[..., top : top + th, left : left + tw] += pred.float() * weight
+                weight_sum[..., top : top + th, left : left + tw] += weight
         blended = (total / weight_sum).to(sample.dtype)
         if return_dict:
             from diffusers.models.unets.unet_2d_condition import UNet2DConditionOutput
