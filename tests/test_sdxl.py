@@ -484,6 +484,26 @@ def test_cli_missing_base_is_one_line(tmp_path: Path) -> None:
     assert "Traceback" not in result.output
 
 
+def test_doctor_lists_sdxl_weights(tiny_sdxl: Path, tmp_path: Path, monkeypatch) -> None:
+    from restorelab.app.doctor import run_checks
+
+    monkeypatch.setenv("RESTORELAB_SDXL_BASE", str(tiny_sdxl))
+    monkeypatch.setenv("RESTORELAB_SDXL_CONTROLNET", str(tmp_path / "none"))
+    checks = {c.name: c for c in run_checks() if c.section == "weights"}
+    assert checks["sdxl-base"].ok and str(tiny_sdxl) in checks["sdxl-base"].detail
+    assert (
+        not checks["sdxl-controlnet-tile"].ok
+        and "--controlnet" in checks["sdxl-controlnet-tile"].fix
+    )
+    assert "sdxl-lora" in checks
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "model_index.json").write_text("{}")
+    monkeypatch.setenv("RESTORELAB_SDXL_BASE", str(broken))
+    check = {c.name: c for c in run_checks()}["sdxl-base"]
+    assert not check.ok and "incomplete (missing unet" in check.detail
+
+
 # --- restore CLI ---------------------------------------------------------------------------
 def test_restore_cli_file_and_folder(
     tiny_sdxl: Path, tiny_loras: dict[str, Path], tmp_path: Path

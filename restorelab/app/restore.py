@@ -163,6 +163,20 @@ def restore_path(
     default=None,
     help="τ of restoration guidance (<= 0: off; default: preset).",
 )
+@click.option("--s-cfg", type=float, default=None, help="CFG scale at σ = 0 (default: preset).")
+@click.option(
+    "--spt-linear-cfg",
+    type=float,
+    default=None,
+    help="CFG scale at σ_max, linear in σ down to --s-cfg (default: preset).",
+)
+@click.option(
+    "--controlnet-scale",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="ControlNet conditioning scale.",
+)
 @click.option(
     "--colour-fix",
     type=click.Choice(["wavelet", "adain", "none"]),
@@ -179,6 +193,13 @@ def restore_path(
 )
 @click.option("--tile", type=int, default=128, show_default=True, help="Latent tile (8 px).")
 @click.option("--tile-stride", type=int, default=64, show_default=True)
+@click.option(
+    "--tile-batch",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Latent tiles per UNet call (more: faster on a large GPU, more memory).",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option(
@@ -203,11 +224,15 @@ def restore_command(
     steps: int | None,
     strength: float | None,
     restoration_scale: float | None,
+    s_cfg: float | None,
+    spt_linear_cfg: float | None,
+    controlnet_scale: float,
     colour_fix: str,
     upscale: int,
     min_side: int,
     tile: int,
     tile_stride: int,
+    tile_batch: int,
     seed: int,
     device: str,
     dtype: str,
@@ -230,11 +255,15 @@ def restore_command(
         steps=steps,
         strength=strength,
         restoration_scale=restoration_scale,
+        s_cfg=s_cfg,
+        spt_linear_cfg=spt_linear_cfg,
+        controlnet_scale=controlnet_scale,
         colour_fix=colour_fix,
         upscale=upscale,
         min_side=min_side,
         tile=tile,
         tile_stride=tile_stride,
+        tile_batch=tile_batch,
         dtype=dtype,
         offload=offload,
         compile=compile_unet,
