@@ -413,5 +413,10 @@ main.add_command(report_command)
 degrade.add_command(calibrate_command)
 main.add_command(score_command)
 
+from restorelab.app.restore import restore_command  # noqa: E402  (its own module)
+
+main.add_command(restore_command, name="restore")
+restore_command.callback = _friendly(restore_command.callback)
+
 if __name__ == "__main__":
     main()
