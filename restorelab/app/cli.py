@@ -626,5 +626,9 @@ def list_registered() -> None:
     click.echo("grids: " + ", ".join(packaged_grids()))
 
 
+from restorelab.app.train import train_lora_command  # noqa: E402  (one module per command)
+
+main.add_command(train_lora_command)
+
 if __name__ == "__main__":
     main()
