@@ -408,6 +408,9 @@ class _Trainer:
             (self.unet, self.weight_dtype),
         ):
             model.to(self.device) if model.dtype == dtype else model.to(self.device, dtype=dtype)
+        from accelerate.utils import set_seed
+
+        set_seed(config.seed)  # the LoRA's initial weights come from the global generators
         self.controlnet = None
         self.grid = None
         if controlnet_path is not None:
@@ -475,8 +478,13 @@ class _Trainer:
             raise ValueError(f"LoRA targets {config.targets} do not fit the UNet: {exc}") from None
         trained = [self.unet]
         if config.text_encoder_lora:
+            from peft import inject_adapter_in_model
+
             for encoder in (self.parts.text_encoder, self.parts.text_encoder_2):
-                encoder.add_adapter(self._lora_config(TEXT_ENCODER_TARGETS))
+                # peft directly: transformers' own add_adapter wants a newer peft than 0.21
+                lora_config = self._lora_config(TEXT_ENCODER_TARGETS)
+                inject_adapter_in_model(lora_config, encoder, adapter_name="default")
+                encoder.peft_config = {"default": lora_config}
                 trained.append(encoder)
         for model in trained:
             for param in model.parameters():
@@ -485,6 +493,8 @@ class _Trainer:
             if config.gradient_checkpointing:
                 if model is self.unet:
                     model.enable_gradient_checkpointing()
+                elif hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x
+                    model.activation_checkpointing_enable()
                 else:
                     model.gradient_checkpointing_enable()
             model.train()
@@ -805,8 +815,13 @@ class _Trainer:
         names = ["unet", "text_encoder", "text_encoder_2"]
         for name, model in zip(names, self.trained, strict=False):
             model = unwrap(model)
-            state = get_peft_model_state_dict(model)
-            layers[f"{name}_lora_layers"] = convert_state_dict_to_diffusers(state)
+            state = convert_state_dict_to_diffusers(get_peft_model_state_dict(model))
+            if name != "unet":  # DoRA: the text-encoder loader wants the magnitude as ".weight"
+                state = {
+                    k + ".weight" if k.endswith("lora_magnitude_vector") else k: v
+                    for k, v in state.items()
+                }
+            layers[f"{name}_lora_layers"] = state
             metadata[f"{name}_lora_adapter_metadata"] = model.peft_config["default"].to_dict()
         folder.mkdir(parents=True, exist_ok=True)
         StableDiffusionXLPipeline.save_lora_weights(folder, **layers, **metadata)
