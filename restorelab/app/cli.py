@@ -630,5 +630,9 @@ from restorelab.app.train import train_lora_command  # noqa: E402  (one module p
 
 main.add_command(train_lora_command)
 
+from restorelab.app.recipe import recipe_command  # noqa: E402
+
+main.add_command(recipe_command)
+
 if __name__ == "__main__":
     main()
