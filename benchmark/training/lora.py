@@ -343,10 +343,14 @@ def train_lora(
         saved = json.loads((existing / TRAINER_STATE).read_text(encoding="utf-8"))
         _check_resume(saved, config, selection)
 
+    import torch
     from accelerate import Accelerator
     from accelerate.utils import ProjectConfiguration
 
+    # several processes without a GPU (torchrun on a CPU machine, tests): gloo on the CPU
+    multi_cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
     accelerator = Accelerator(
+        cpu=multi_cpu,
         mixed_precision=_mixed_precision(config.mixed_precision),
         gradient_accumulation_steps=config.grad_accum,
         project_config=ProjectConfiguration(project_dir=str(out)),
@@ -454,10 +458,11 @@ class _Trainer:
         if config.cache_latents:
             self.cache = _Cache(Path(config.cache_dir) if config.cache_dir else self.out / "cache")
         self.state = _State()
+        self.text_encoders: tuple[Any, Any] | None = None
 
     # -- model set-up ------------------------------------------------------------------------
 
-    def _lora_config(self, targets: list[str] | tuple[str, ...]) -> Any:
+    def _lora_config(self, targets: list[str] | tuple[str, ...], **extra: Any) -> Any:
         from peft import LoraConfig
 
         return LoraConfig(
@@ -466,6 +471,7 @@ class _Trainer:
             init_lora_weights="gaussian",
             target_modules=list(targets),
             use_dora=self.config.dora,
+            **extra,
         )
 
     def _add_adapters(self) -> list[Any]:
@@ -481,8 +487,17 @@ class _Trainer:
             from peft import inject_adapter_in_model
 
             for encoder in (self.parts.text_encoder, self.parts.text_encoder_2):
+                # SDXL reads the first encoder's penultimate layer: its last layer gets no
+                # gradient, so no LoRA there (DDP also refuses parameters without gradients)
+                extra = {}
+                if encoder is self.parts.text_encoder:
+                    layers = encoder.config.num_hidden_layers
+                    extra = {
+                        "layers_to_transform": list(range(layers - 1)),
+                        "layers_pattern": "layers",
+                    }
                 # peft directly: transformers' own add_adapter wants a newer peft than 0.21
-                lora_config = self._lora_config(TEXT_ENCODER_TARGETS)
+                lora_config = self._lora_config(TEXT_ENCODER_TARGETS, **extra)
                 inject_adapter_in_model(lora_config, encoder, adapter_name="default")
                 encoder.peft_config = {"default": lora_config}
                 trained.append(encoder)
@@ -624,10 +639,9 @@ class _Trainer:
 
     def _encode_text(self, captions: list[str]) -> tuple[Any, Any]:
         parts = self.parts
+        encoders = self.text_encoders or (parts.text_encoder, parts.text_encoder_2)
         return encode_prompts(
-            captions,
-            (parts.tokenizer, parts.tokenizer_2),
-            (parts.text_encoder, parts.text_encoder_2),
+            captions, (parts.tokenizer, parts.tokenizer_2), encoders, device=self.device
         )
 
     def _latents(self, batch: dict, generator: Any) -> Any:
@@ -953,6 +967,8 @@ class _Trainer:
         prepared = accelerator.prepare(*self.trained, optimizer)
         self.trained, optimizer = list(prepared[:-1]), prepared[-1]
         self.unet = self.trained[0]
+        if config.text_encoder_lora:  # the wrapped ones, so DDP reduces their gradients
+            self.text_encoders = (self.trained[1], self.trained[2])
         accelerator.register_for_checkpointing(lr_scheduler)
         accelerator.register_for_checkpointing(self.state)
         resumed_from = None

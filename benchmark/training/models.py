@@ -143,10 +143,15 @@ def load_sdxl_parts(base: Path) -> SDXLParts:
 
 
 def encode_prompts(
-    captions: list[str], tokenizers: tuple[Any, Any], text_encoders: tuple[Any, Any]
+    captions: list[str],
+    tokenizers: tuple[Any, Any],
+    text_encoders: tuple[Any, Any],
+    device: Any = None,
 ) -> tuple[Any, Any]:
     """SDXL prompt embeddings: (B, 77, C1 + C2) penultimate hidden states of both CLIP text
-    encoders, and (B, C2) pooled projection of the second (as diffusers' SDXL pipelines)."""
+    encoders, and (B, C2) pooled projection of the second (as diffusers' SDXL pipelines).
+
+    ``text_encoders`` may be wrapped (DDP); ``device`` then says where the tokens go."""
     import torch
 
     hidden, pooled = [], None
@@ -157,7 +162,7 @@ def encode_prompts(
             max_length=tokenizer.model_max_length,
             truncation=True,
             return_tensors="pt",
-        ).input_ids.to(encoder.device)
+        ).input_ids.to(device if device is not None else encoder.device)
         out = encoder(ids, output_hidden_states=True)
         pooled = out[0]
         hidden.append(out.hidden_states[-2])
