@@ -564,3 +564,62 @@ def test_restore_needs_a_controlnet(curated: Path, tiny_sdxl: Path, tmp_path: Pa
         ],
     )
     assert result.exit_code == 1 and "ControlNet not found" in result.output
+
+
+def test_csv_imagefolder_and_unreadable_images(tmp_path: Path) -> None:
+    _photo("coffee").save(tmp_path / "good.png")
+    (tmp_path / "broken.png").write_bytes(b"not an image")
+    (tmp_path / "metadata.csv").write_text(
+        "file_name,caption,split\ngood.png,A cup.,a\nbroken.png,Broken.,b\n", encoding="utf-8"
+    )
+    selection = select_examples(tmp_path)
+    assert [(e.key, e.caption) for e in selection.examples] == [
+        ("broken.png", "Broken."),
+        ("good.png", "A cup."),
+    ]
+    assert [e.key for e in select_examples(tmp_path, "split == 'a'").examples] == ["good.png"]
+    dataset = TrainingDataset(selection.examples, resolution=32)
+    assert [e.key for e in dataset.examples] == ["good.png"] and len(dataset) == 1
+    assert dataset.skipped[0][0] == "broken.png"
+    with pytest.raises(ValueError, match="none of the 1 images opens"):
+        TrainingDataset(selection.examples[:1], resolution=32)
+
+
+def test_two_processes_under_torchrun(curated: Path, tiny_sdxl: Path, tmp_path: Path) -> None:
+    """Two CPU processes (gloo): each trains on its shard, gradients are averaged by DDP."""
+    out = tmp_path / "ddp"
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",  # a free port: other test runs may use torchrun at the same time
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "restorelab",
+        "train-lora",
+        "--corpus",
+        str(curated),
+        "--base",
+        str(tiny_sdxl),
+        "--out",
+        str(out),
+        "--steps",
+        "2",
+        "--resolution",
+        "32",
+        "--rank",
+        "4",
+        "--mixed-precision",
+        "no",
+        "--checkpoint-every",
+        "2",
+        "--text-encoder-lora",
+        "--quiet",
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    record = json.loads((out / "training.json").read_text(encoding="utf-8"))
+    assert record["processes"] == 2 and record["images_per_step"] == 2
+    assert record["step"] == 2 and all(np.isfinite(v) for _, v in record["loss_history"])
+    assert (out / "checkpoints" / "step-000002" / "lora_0.safetensors").is_file()

@@ -303,20 +303,29 @@ class TrainingDataset:
     ) -> None:
         from PIL import Image
 
-        self.examples = examples
         self.resolution = resolution
         self.center_crop = center_crop
         self.seed = seed
         self.fixed_crops = fixed_crops
+        self.examples: list[Example] = []
         self.sizes: list[tuple[int, int]] = []
+        #: ``(key, reason)`` of images left out because they do not open.
+        self.skipped: list[tuple[str, str]] = []
         for example in examples:
-            width, height = _image_size(example, Image)
+            try:
+                width, height = _image_size(example, Image)
+            except (OSError, ValueError) as exc:
+                self.skipped.append((example.key, f"{type(exc).__name__}: {exc}"))
+                continue
+            self.examples.append(example)
             self.sizes.append((width, height))
+        if not self.examples:
+            raise ValueError(f"none of the {len(examples)} images opens: {self.skipped[:3]}")
         if buckets:
             choices = sdxl_buckets(resolution, max_aspect=max_aspect)
             self.targets = [assign_bucket(w, h, choices) for w, h in self.sizes]
         else:
-            self.targets = [(resolution, resolution)] * len(examples)
+            self.targets = [(resolution, resolution)] * len(self.examples)
 
     def __len__(self) -> int:
         return len(self.examples)

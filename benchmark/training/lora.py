@@ -437,6 +437,9 @@ class _Trainer:
             seed=config.seed,
             fixed_crops=config.cache_latents,
         )
+        if self.dataset.skipped:
+            shown = "; ".join(f"{k} ({r})" for k, r in self.dataset.skipped[:5])
+            self.notes.append(f"{len(self.dataset.skipped)} images do not open, left out: {shown}")
         if self.controlnet is not None:
             from restorelab.degradations.base import MIN_SIDE
 
@@ -787,8 +790,9 @@ class _Trainer:
             "corpus_fingerprint": self.selection.fingerprint,
             "corpus_images": self.selection.total,
             "subset": config.subset,
-            "images": len(self.selection.examples),
+            "images": len(self.dataset.examples),
             "empty_captions": self.selection.empty_captions,
+            "skipped_images": [list(item) for item in self.dataset.skipped],
             "base": str(self.base.resolve()),
             "controlnet": str(Path(config.controlnet).resolve()) if config.controlnet else None,
             "options": _options_hash(config),
@@ -874,7 +878,7 @@ class _Trainer:
         config = self.config
         subset = f", subset {config.subset}" if config.subset else ""
         return (
-            f"LoRA r{config.rank} {config.objective} on {len(self.selection.examples)} images"
+            f"LoRA r{config.rank} {config.objective} on {len(self.dataset.examples)} images"
             f"{subset} ({self.selection.fingerprint})"
         )
 
@@ -887,7 +891,7 @@ class _Trainer:
 
         config = self.config
         parts = self.parts
-        prompts = config.sample_prompts or [e.caption for e in self.selection.examples[:2]]
+        prompts = config.sample_prompts or [e.caption for e in self.dataset.examples[:2]]
         folder = self.out / "samples" / f"step-{step:06d}"
         folder.mkdir(parents=True, exist_ok=True)
         scheduler = EulerDiscreteScheduler.from_pretrained(
@@ -919,7 +923,7 @@ class _Trainer:
 
                 pipe = StableDiffusionXLControlNetPipeline(**components, controlnet=self.controlnet)
                 inputs = []
-                for i, example in enumerate(self.selection.examples[: len(prompts)]):
+                for i, example in enumerate(self.dataset.examples[: len(prompts)]):
                     item = TrainingDataset(
                         [example], resolution=side, buckets=False, center_crop=True
                     )[(0, 0)]
