@@ -300,9 +300,11 @@ class TrainingDataset:
         seed: int = 0,
         fixed_crops: bool = False,
         max_aspect: float = 2.0,
+        load_pixels: bool = True,
     ) -> None:
         from PIL import Image
 
+        self.load_pixels = load_pixels
         self.resolution = resolution
         self.center_crop = center_crop
         self.seed = seed
@@ -341,22 +343,31 @@ class TrainingDataset:
         return crop_box(width, height, self.targets[index], rng)
 
     def __getitem__(self, item: tuple[int, int] | int) -> dict[str, Any]:
+        epoch, index = item if isinstance(item, tuple) else (0, item)
+        return self.item(epoch, index, load_pixels=self.load_pixels)
+
+    def item(self, epoch: int, index: int, *, load_pixels: bool = True) -> dict[str, Any]:
+        """Image ``index`` as cropped in ``epoch``; ``pixels`` is None without ``load_pixels``
+        (the conditioning is known from the image size alone)."""
         import torch
         from PIL import Image
 
-        epoch, index = item if isinstance(item, tuple) else (0, item)
         example = self.examples[index]
-        image = read_image(example.path)
-        height, width = image.shape[:2]
+        width, height = self.sizes[index]
         (resized_w, resized_h), (top, left) = self.crop_of(epoch, index)
         target_w, target_h = self.targets[index]
-        pil = Image.fromarray(image)
-        if (resized_w, resized_h) != (width, height):
-            pil = pil.resize((resized_w, resized_h), Image.Resampling.LANCZOS)
-        pil = pil.crop((left, top, left + target_w, top + target_h))
-        pixels = torch.from_numpy(np.asarray(pil, dtype=np.float32) / 255.0).permute(2, 0, 1)
+        pixels = None
+        if load_pixels:
+            image = read_image(example.path)
+            height, width = image.shape[:2]
+            pil = Image.fromarray(image)
+            if (resized_w, resized_h) != (width, height):
+                pil = pil.resize((resized_w, resized_h), Image.Resampling.LANCZOS)
+            pil = pil.crop((left, top, left + target_w, top + target_h))
+            array = np.asarray(pil, dtype=np.float32) / 255.0
+            pixels = torch.from_numpy(array).permute(2, 0, 1).contiguous()
         return {
-            "pixels": pixels.contiguous(),
+            "pixels": pixels,
             "caption": example.caption,
             "original_size": (height, width),
             "crop_top_left": (top, left),
@@ -387,7 +398,9 @@ def collate(items: list[dict]) -> dict[str, Any]:
     import torch
 
     batch: dict[str, Any] = {
-        "pixels": torch.stack([item["pixels"] for item in items]),
+        "pixels": None
+        if any(item["pixels"] is None for item in items)
+        else torch.stack([item["pixels"] for item in items]),
         "captions": [item["caption"] for item in items],
         "time_ids": torch.tensor(
             [[*i["original_size"], *i["crop_top_left"], *i["target_size"]] for i in items],

@@ -436,6 +436,8 @@ class _Trainer:
             center_crop=config.center_crop,
             seed=config.seed,
             fixed_crops=config.cache_latents,
+            # with cached latents only the restore objective needs the pixels (for its LQ)
+            load_pixels=not config.cache_latents or config.objective == "restore",
         )
         if self.dataset.skipped:
             shown = "; ".join(f"{k} ({r})" for k, r in self.dataset.skipped[:5])
@@ -620,7 +622,7 @@ class _Trainer:
         )
         with torch.no_grad():
             for index in todo:
-                item = self.dataset[(0, index)]
+                item = self.dataset.item(0, index, load_pixels=True)
                 pixels = item["pixels"][None].to(self.device, dtype=self.vae_dtype) * 2 - 1
                 dist = self.parts.vae.encode(pixels).latent_dist
                 cache.save(
@@ -1023,8 +1025,9 @@ class _Trainer:
                     accelerator.backward(loss)
                     if accelerator.sync_gradients and config.max_grad_norm:
                         accelerator.clip_grad_norm_(params, config.max_grad_norm)
-                    optimizer.step()
-                    lr_scheduler.step() if accelerator.sync_gradients else None
+                    optimizer.step()  # skipped by accelerate until the accumulation syncs
+                    if accelerator.sync_gradients:
+                        lr_scheduler.step()
                     optimizer.zero_grad(set_to_none=True)
                 micro += 1
                 window.append(float(accelerator.gather(loss.detach()[None]).mean()))
