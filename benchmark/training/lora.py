@@ -464,6 +464,9 @@ class _Trainer:
             self.cache = _Cache(Path(config.cache_dir) if config.cache_dir else self.out / "cache")
         self.state = _State()
         self.text_encoders: tuple[Any, Any] | None = None
+        self._keys: dict[int, str] = {}
+        self._vae_id: str | None = None
+        self._text_id: str | None = None
 
     # -- model set-up ------------------------------------------------------------------------
 
@@ -578,29 +581,31 @@ class _Trainer:
 
     # -- caches ------------------------------------------------------------------------------
 
-    def _vae_identity(self) -> str:
-        return folder_identity(self.base, "vae")
-
     def _latent_key(self, index: int) -> str:
-        example = self.dataset.examples[index]
-        size, crop = self.dataset.crop_of(0, index)
-        stat = example.path.stat()
-        return _Cache.key(
-            example.key,
-            example.row.get("sha256", ""),
-            stat.st_size,
-            stat.st_mtime_ns,
-            size,
-            crop,
-            self.dataset.targets[index],
-            self._vae_identity(),
-            self.vae_dtype,
-        )
+        """Cache key of image ``index``'s latent: the file, its crop and the VAE (memoised)."""
+        if index not in self._keys:
+            if self._vae_id is None:
+                self._vae_id = folder_identity(self.base, "vae")
+            example = self.dataset.examples[index]
+            size, crop = self.dataset.crop_of(0, index)
+            stat = example.path.stat()
+            self._keys[index] = _Cache.key(
+                example.key,
+                example.row.get("sha256", ""),
+                stat.st_size,
+                stat.st_mtime_ns,
+                size,
+                crop,
+                self.dataset.targets[index],
+                self._vae_id,
+                self.vae_dtype,
+            )
+        return self._keys[index]
 
     def _text_key(self, caption: str) -> str:
-        return _Cache.key(
-            caption, folder_identity(self.base, "text_encoder", "text_encoder_2"), self.weight_dtype
-        )
+        if self._text_id is None:
+            self._text_id = folder_identity(self.base, "text_encoder", "text_encoder_2")
+        return _Cache.key(caption, self._text_id, self.weight_dtype)
 
     def _fill_cache(self, progress: bool) -> None:
         import torch
