@@ -623,3 +623,24 @@ def test_two_processes_under_torchrun(curated: Path, tiny_sdxl: Path, tmp_path: 
     assert record["processes"] == 2 and record["images_per_step"] == 2
     assert record["step"] == 2 and all(np.isfinite(v) for _, v in record["loss_history"])
     assert (out / "checkpoints" / "step-000002" / "lora_0.safetensors").is_file()
+
+
+def test_bf16_frozen_weights_and_fp32_lora(curated: Path, tiny_sdxl: Path, tmp_path: Path) -> None:
+    result = train_lora(
+        _config(
+            curated,
+            tiny_sdxl,
+            tmp_path / "bf16",
+            steps=1,
+            mixed_precision="bf16",
+            checkpoint_every=0,
+        ),
+        progress=False,
+    )
+    record = json.loads((result.out / "training.json").read_text(encoding="utf-8"))
+    assert record["mixed_precision"] == "bf16"
+    assert record["weight_dtypes"] == {"frozen": ["torch.bfloat16"], "trainable": ["torch.float32"]}
+    assert np.isfinite(result.loss_history[0][1])
+    from safetensors.torch import load_file
+
+    assert {v.dtype for v in load_file(result.lora).values()} == {torch.float32}

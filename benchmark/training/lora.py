@@ -817,6 +817,7 @@ class _Trainer:
             "images_per_step": config.batch_size
             * config.grad_accum
             * self.accelerator.num_processes,
+            "weight_dtypes": self._dtypes(),
             "trainable_parameters": sum(
                 p.numel() for m in self.trained for p in m.parameters() if p.requires_grad
             ),
@@ -828,6 +829,14 @@ class _Trainer:
         if torch.cuda.is_available() and self.device.type == "cuda":
             info["peak_memory_gb"] = round(torch.cuda.max_memory_allocated(self.device) / 2**30, 3)
         return info
+
+    def _dtypes(self) -> dict[str, list[str]]:
+        """The dtypes of the frozen and of the trainable weights of the trained models."""
+        frozen, trainable = set(), set()
+        for model in self.trained:
+            for param in model.parameters():
+                (trainable if param.requires_grad else frozen).add(str(param.dtype))
+        return {"frozen": sorted(frozen), "trainable": sorted(trainable)}
 
     def _save_lora(self, folder: Path) -> Path:
         from diffusers import StableDiffusionXLPipeline
