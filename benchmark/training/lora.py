@@ -345,8 +345,14 @@ def train_lora(
 
     import torch
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState, GradientState
     from accelerate.utils import ProjectConfiguration
 
+    # accelerate keeps its settings in process-wide singletons; one process may train several
+    # adapters (the recipe, tests) with other precision or accumulation: start from a clean
+    # state (the distributed set-up, PartialState, is kept)
+    AcceleratorState._reset_state(reset_partial_state=False)
+    GradientState._reset_state()
     # several processes without a GPU (torchrun on a CPU machine, tests): gloo on the CPU
     multi_cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
     accelerator = Accelerator(
