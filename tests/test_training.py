@@ -494,10 +494,14 @@ def test_restore_objective_feeds_zoo_degraded_lq(
             controlnet=str(tiny_controlnet),
             lq_grid=str(grid_file),
             checkpoint_every=0,
+            sample_every=2,
+            sample_steps=1,
         ),
         progress=False,
         on_batch=seen.append,
     )
+    samples = sorted(p.name for p in (tmp_path / "restore" / "samples" / "step-000002").glob("*"))
+    assert samples == ["00.png", "00_lq.png", "01.png", "01_lq.png", "prompts.json"]
     assert all(np.isfinite(v) for _, v in result.loss_history)
     assert weights.read_bytes() == before  # the ControlNet is frozen
     cells_seen = set()
@@ -644,3 +648,21 @@ def test_bf16_frozen_weights_and_fp32_lora(curated: Path, tiny_sdxl: Path, tmp_p
     from safetensors.torch import load_file
 
     assert {v.dtype for v in load_file(result.lora).values()} == {torch.float32}
+
+
+def test_ctrl_c_saves_the_last_finished_step(
+    curated: Path, tiny_sdxl: Path, tmp_path: Path
+) -> None:
+    def interrupt(batch: dict) -> None:
+        if batch["step"] == 2:  # two steps finished, the third begins
+            raise KeyboardInterrupt
+
+    out = tmp_path / "ctrl_c"
+    config = _config(curated, tiny_sdxl, out, steps=3, checkpoint_every=0)
+    with pytest.raises(KeyboardInterrupt):
+        train_lora(config, progress=False, on_batch=interrupt)
+    assert latest_checkpoint(out).name == "step-000002"
+    config.resume = True
+    resumed = train_lora(config, progress=False)
+    assert resumed.resumed_from == 2 and resumed.step == 3
+    assert [s for s, _ in resumed.loss_history] == [1, 2, 3]

@@ -1029,48 +1029,61 @@ class _Trainer:
         )
         window: list[float] = []
         ema = None
-        while step < config.steps:
-            epoch, offset = divmod(micro, self.per_epoch)
-            rank, world = accelerator.process_index, accelerator.num_processes
-            mine = self.sampler.batches(epoch)[rank::world][: self.per_epoch][offset:]
-            loader = torch.utils.data.DataLoader(
-                self.dataset,
-                batch_sampler=mine,
-                collate_fn=collate,
-                num_workers=config.num_workers,
-            )
-            for batch in loader:
-                with accelerator.accumulate(*self.trained):
-                    loss = self._loss(batch, step, micro)
-                    accelerator.backward(loss)
-                    if accelerator.sync_gradients and config.max_grad_norm:
-                        accelerator.clip_grad_norm_(params, config.max_grad_norm)
-                    optimizer.step()  # skipped by accelerate until the accumulation syncs
-                    if accelerator.sync_gradients:
-                        lr_scheduler.step()
-                    optimizer.zero_grad(set_to_none=True)
-                micro += 1
-                window.append(float(accelerator.gather(loss.detach()[None]).mean()))
-                if not accelerator.sync_gradients:
-                    continue
-                step += 1
-                value = float(np.mean(window))
-                window = []
-                if not math.isfinite(value):
-                    self.notes.append(f"non-finite loss at step {step}")
-                self.state.step = step
-                self.state.loss_history.append((step, value))
-                ema = value if ema is None else 0.9 * ema + 0.1 * value
-                bar.set_postfix(loss=f"{ema:.4f}", lr=f"{lr_scheduler.get_last_lr()[0]:.2e}")
-                bar.update()
-                if config.checkpoint_every and step % config.checkpoint_every == 0:
-                    self._checkpoint(started, resumed_from)
-                if config.sample_every and step % config.sample_every == 0:
-                    if self.main:
-                        self._samples(step)
-                    accelerator.wait_for_everyone()
-                if step >= config.steps:
-                    break
+        try:
+            while step < config.steps:
+                epoch, offset = divmod(micro, self.per_epoch)
+                rank, world = accelerator.process_index, accelerator.num_processes
+                mine = self.sampler.batches(epoch)[rank::world][: self.per_epoch][offset:]
+                loader = torch.utils.data.DataLoader(
+                    self.dataset,
+                    batch_sampler=mine,
+                    collate_fn=collate,
+                    num_workers=config.num_workers,
+                )
+                for batch in loader:
+                    with accelerator.accumulate(*self.trained):
+                        loss = self._loss(batch, step, micro)
+                        accelerator.backward(loss)
+                        if accelerator.sync_gradients and config.max_grad_norm:
+                            accelerator.clip_grad_norm_(params, config.max_grad_norm)
+                        optimizer.step()  # skipped by accelerate until the accumulation syncs
+                        if accelerator.sync_gradients:
+                            lr_scheduler.step()
+                        optimizer.zero_grad(set_to_none=True)
+                    micro += 1
+                    window.append(float(accelerator.gather(loss.detach()[None]).mean()))
+                    if not accelerator.sync_gradients:
+                        continue
+                    step += 1
+                    value = float(np.mean(window))
+                    window = []
+                    if not math.isfinite(value):
+                        self.notes.append(f"non-finite loss at step {step}")
+                    self.state.step = step
+                    self.state.loss_history.append((step, value))
+                    ema = value if ema is None else 0.9 * ema + 0.1 * value
+                    bar.set_postfix(loss=f"{ema:.4f}", lr=f"{lr_scheduler.get_last_lr()[0]:.2e}")
+                    bar.update()
+                    if config.checkpoint_every and step % config.checkpoint_every == 0:
+                        self._checkpoint(started, resumed_from)
+                    if config.sample_every and step % config.sample_every == 0:
+                        if self.main:
+                            self._samples(step)
+                        accelerator.wait_for_everyone()
+                    if step >= config.steps:
+                        break
+        except KeyboardInterrupt:
+            # Ctrl+C: keep the last finished step (one process; with several, the launcher
+            # stops them all and the last interval's checkpoint is the one to resume from)
+            bar.close()
+            last = latest_checkpoint(self.out)
+            done = int(last.name.split("-")[1]) if last is not None else 0
+            if accelerator.num_processes == 1 and self.state.step > done:
+                self.notes.append(f"interrupted at step {self.state.step}")
+                self._checkpoint(started, resumed_from)
+                message = f"checkpoint of step {self.state.step} saved; --resume continues"
+                print(f"\ninterrupted: {message}", file=sys.stderr)
+            raise
         bar.close()
         if config.checkpoint_every and step % config.checkpoint_every:
             self._checkpoint(started, resumed_from)
