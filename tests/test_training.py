@@ -143,6 +143,7 @@ ROWS = [
         ('category in ["x", "y"]', [True, False, False]),
         ("category not in ['x']", [False, True, True]),
         ("sharpness > 1e1", [True, True, False]),
+        ("face == 1", [True, False, False]),
     ],
 )
 def test_subset_expressions(expression: str, expected: list[bool]) -> None:
@@ -666,3 +667,14 @@ def test_ctrl_c_saves_the_last_finished_step(
     resumed = train_lora(config, progress=False)
     assert resumed.resumed_from == 2 and resumed.step == 3
     assert [s for s, _ in resumed.loss_history] == [1, 2, 3]
+
+
+def test_plain_folder_with_sidecar_captions(tmp_path: Path) -> None:
+    for name in ("a", "b", "c"):
+        _photo("chelsea").save(tmp_path / f"{name}.jpg")
+    (tmp_path / "a.txt").write_text("A cat.\n", encoding="utf-8")
+    (tmp_path / "b.json").write_text(json.dumps({"caption": "Another cat."}), encoding="utf-8")
+    with pytest.raises(ValueError, match="1 of 3 selected images have no caption"):
+        select_examples(tmp_path)
+    selection = select_examples(tmp_path, allow_empty_captions=True)
+    assert [e.caption for e in selection.examples] == ["A cat.", "Another cat.", ""]

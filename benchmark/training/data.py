@@ -4,7 +4,7 @@ A corpus is a folder written by ``restorelab curate`` (images + ``metadata.jsonl
 ``file_name``, ``text`` and the curation signals) or any Hugging Face imagefolder
 (``metadata.jsonl`` or ``metadata.csv`` at its root or in ``train/``; the caption column is
 ``text``, else ``caption``). A folder without metadata is scanned for images, each captioned
-by a sidecar ``NAME.txt`` when there is one.
+by a sidecar ``NAME.txt`` (or ``NAME.json`` with ``caption``) when there is one.
 
 SDXL conditioning
 -----------------
@@ -79,6 +79,21 @@ def _metadata_file(folder: Path) -> Path | None:
     return None
 
 
+def _sidecar(path: Path) -> str:
+    """The caption beside an image: ``NAME.txt``, or ``caption``/``text`` of ``NAME.json``."""
+    text_file, json_file = path.with_suffix(".txt"), path.with_suffix(".json")
+    if text_file.is_file():
+        return text_file.read_text(encoding="utf-8").strip()
+    if json_file.is_file():
+        try:
+            data = json.loads(json_file.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{json_file}: not JSON ({exc})") from exc
+        if isinstance(data, dict):
+            return str(data.get("caption") or data.get("text") or "").strip()
+    return ""
+
+
 def _derived(row: dict) -> dict:
     """Columns a subset may use beyond the stored ones: ``face`` from curation's ``category``."""
     row = dict(row)
@@ -122,9 +137,7 @@ def read_corpus_rows(corpus: str | os.PathLike) -> tuple[Path, list[dict]]:
                 rows.append(dict(row))
     else:
         for path in iter_image_files(folder):
-            sidecar = path.with_suffix(".txt")
-            text = sidecar.read_text(encoding="utf-8").strip() if sidecar.is_file() else ""
-            rows.append({"file_name": path.relative_to(folder).as_posix(), "text": text})
+            rows.append({"file_name": path.relative_to(folder).as_posix(), "text": _sidecar(path)})
     if not rows:
         raise ValueError(f"{folder}: no images found")
     root = metadata.parent if metadata is not None else folder

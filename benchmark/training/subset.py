@@ -102,8 +102,10 @@ def _compare(op: str, value: Any, literal: Any) -> bool:
             return not equal
         return False
     if isinstance(literal, (int, float)):
-        if isinstance(value, bool) or value is None:
+        if value is None:
             number = None
+        elif isinstance(value, bool):
+            number = float(value)
         else:
             try:
                 number = float(value)
