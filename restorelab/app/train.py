@@ -96,7 +96,11 @@ def _split(value: str | None) -> list[str]:
     show_default=True,
     help="auto: bf16 on a GPU that has it, else no.",
 )
-@click.option("--gradient-checkpointing", is_flag=True, help="Less memory, ~30 % slower.")
+@click.option(
+    "--gradient-checkpointing",
+    is_flag=True,
+    help="Less memory, more compute (activations recomputed).",
+)
 @click.option(
     "--8bit-adam/--no-8bit-adam",
     "use_8bit_adam",
