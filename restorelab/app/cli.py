@@ -665,5 +665,10 @@ from restorelab.app.recipe import recipe_command  # noqa: E402
 
 main.add_command(recipe_command)
 
+from restorelab.app.restore import restore_command  # noqa: E402  (its own module)
+
+main.add_command(restore_command, name="restore")
+restore_command.callback = _friendly(restore_command.callback)
+
 if __name__ == "__main__":
     main()
