@@ -678,3 +678,22 @@ def test_plain_folder_with_sidecar_captions(tmp_path: Path) -> None:
         select_examples(tmp_path)
     selection = select_examples(tmp_path, allow_empty_captions=True)
     assert [e.caption for e in selection.examples] == ["A cat.", "Another cat.", ""]
+
+
+def test_trained_lora_is_used_by_restorelab_restore(
+    prior_run, tiny_sdxl: Path, tmp_path: Path
+) -> None:
+    result, _ = prior_run
+    _photo("astronaut").resize((64, 64)).save(tmp_path / "in.png")
+    common = ["--base", str(tiny_sdxl), "--steps", "2", "--strength", "1.0", "--min-side", "0"]
+    common += ["--colour-fix", "none", "--device", "cpu", "--prompt", "a photo"]
+    outputs = {}
+    for name, extra in (("plain", []), ("lora", ["--lora", f"trained={result.lora}:1.0"])):
+        out = tmp_path / f"{name}.png"
+        done = CliRunner().invoke(
+            main, ["restore", str(tmp_path / "in.png"), str(out), *common, *extra]
+        )
+        assert done.exit_code == 0, done.output
+        outputs[name] = np.asarray(Image.open(out), dtype=np.float64)
+    assert outputs["plain"].shape == outputs["lora"].shape == (64, 64, 3)
+    assert np.abs(outputs["plain"] - outputs["lora"]).mean() > 0.01
