@@ -75,6 +75,7 @@ note saying so.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -1321,10 +1322,18 @@ class Report:
 
 
 def _paired_name(a: str, b: str) -> str:
-    def clean(label: str) -> str:
-        return re.sub(r"[^A-Za-z0-9._-]+", "-", label)[:60]
+    """``paired_<a>_vs_<b>``, cut to 180 characters plus a hash of the labels when longer
+    (labels of restorers with file paths in their options exceed file-name limits); the
+    labels themselves are read back from the table's ``a`` and ``b`` columns."""
 
-    return f"paired_{clean(a)}_vs_{clean(b)}"
+    def clean(label: str) -> str:
+        return re.sub(r"[^A-Za-z0-9._-]+", "-", label)
+
+    name = f"paired_{clean(a)}_vs_{clean(b)}"
+    if len(name) > 180:
+        digest = hashlib.sha256(f"{a}\0{b}".encode()).hexdigest()[:12]
+        name = f"{name[:167]}-{digest}"
+    return name
 
 
 def _pairs(vs) -> list[tuple[str, str]]:
