@@ -48,6 +48,11 @@ def metric_columns(frame: pd.DataFrame) -> list[str]:
     return available_metrics(frame)
 
 
+def natural_key(text: str) -> list:
+    """Sort key that orders numbers inside names by value (``blur:2`` before ``blur:10``)."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(text))]
+
+
 # --- finding and loading runs -----------------------------------------------------------------
 def is_run_dir(path: str | os.PathLike) -> bool:
     """Whether ``path`` is a run folder (it has ``run.json`` or a ``results/`` folder)."""
@@ -805,6 +810,14 @@ def rejection_counts(view: CurationView) -> pd.DataFrame:
 _DUPLICATE = re.compile(r"^(exact duplicate: same pixels as|near duplicate: of) (.+?)(; also .*)?$")
 
 
+def source_path(view: CurationView, source: str) -> Path | None:
+    """Where an input file of the curation is now: as recorded, or relative to the folders
+    above the curated folder (sources recorded relative to where ``curate`` ran)."""
+    path = Path(str(source))
+    candidates = [path] if path.is_absolute() else [path, *[p / path for p in view.folder.parents]]
+    return next((c for c in candidates if c.is_file()), None)
+
+
 def duplicate_groups(view: CurationView) -> list[dict]:
     """Duplicate groups: ``{"kept": source, "kept_file": path or None, "dropped": [...]}``.
 
@@ -822,7 +835,9 @@ def duplicate_groups(view: CurationView) -> list[dict]:
     return [
         {
             "kept": keeper,
-            "kept_file": (view.folder / by_source[keeper]) if keeper in by_source else None,
+            "kept_file": (view.folder / by_source[keeper])
+            if keeper in by_source
+            else source_path(view, keeper),
             "dropped": dropped,
         }
         for keeper, dropped in groups.items()

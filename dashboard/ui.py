@@ -170,7 +170,7 @@ def _run_label(path: str) -> str:
 def cell_filter(ctx: Context) -> tuple[tuple[str, ...], tuple[int, ...]]:
     """Degradation and severity pickers in the sidebar (shared by the pages that use them)."""
     frame = ctx.frame
-    degradations = sorted(frame["degradation"].astype(str).unique())
+    degradations = sorted(frame["degradation"].astype(str).unique(), key=data.natural_key)
     severities = sorted(int(s) for s in frame["severity"].unique())
     chosen_d = st.sidebar.multiselect(
         "Degradations", degradations, default=degradations, key="filter_degradations"
@@ -385,12 +385,20 @@ def save_images_hint(run: data.RunData, restorer: str) -> str:
     )
 
 
-def show_image(image: np.ndarray | None, caption: str, missing: str = "not available") -> None:
-    """An image with a caption, or a short note in its place."""
+def show_image(
+    image: np.ndarray | None, caption: str, missing: str = "not available", max_width: int = 360
+) -> None:
+    """An image with a caption (at most ``max_width`` px wide), or a note in its place."""
     if image is None:
         st.caption(f"{caption}: {missing}")
     else:
-        st.image(image, caption=caption, width="stretch")
+        st.image(image, caption=caption, width=int(min(max_width, max(image.shape[1], 160))))
+
+
+def default_restorer(restorers: list[str]) -> int:
+    """Index of the restorer a page opens on: the first that is not a do-nothing baseline."""
+    baselines = {"identity", "bicubic"}
+    return next((i for i, r in enumerate(restorers) if r.split(" @ ")[0] not in baselines), 0)
 
 
 def fmt(value: float, digits: int = 3) -> str:

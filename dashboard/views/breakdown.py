@@ -22,7 +22,9 @@ else:
     pair = left.selectbox(
         "Crossed degradations", pairs, format_func=lambda p: f"{p[0]} × {p[1]}", key="map_pair"
     )
-    restorer = mid.selectbox("Restorer", restorers, key="map_restorer")
+    restorer = mid.selectbox(
+        "Restorer", restorers, index=ui.default_restorer(restorers), key="map_restorer"
+    )
     metric = right.selectbox("Metric", ctx.metrics, key="map_metric")
     gains = ui.gain_map(ctx, tuple(pair), restorer, metric)
     line = data.frontier(gains).dropna()
@@ -66,10 +68,19 @@ else:
             ],
         )
     )
-    text = alt.Chart(gains).mark_text(fontSize=11).encode(x=x, y=y, text="label:N")
+    text = (
+        alt.Chart(gains.assign(dark=gains["gain"].abs() > extent / 2))
+        .mark_text(fontSize=11)
+        .encode(
+            x=x,
+            y=y,
+            text="label:N",
+            color=alt.condition("datum.dark", alt.value("white"), alt.value("black")),
+        )
+    )
     layers = [heat, text]
     if not line.empty:
-        edge = alt.Chart(line).encode(x=x, y=y)
+        edge = alt.Chart(line).encode(x=x, y=y, order="level_a:Q")
         layers += [edge.mark_line(color="black", strokeWidth=3), edge.mark_point(color="black")]
     st.altair_chart(alt.layer(*layers).properties(height=420), width="stretch")
     with st.expander("Cells"):
@@ -82,7 +93,7 @@ st.write(
     "gain at every severity; *never* when it still helps at the hardest severity. All "
     "severities of the chosen degradations (`restorelab report` prints the same)."
 )
-degradations = sorted(frame["degradation"].astype(str).unique())
+degradations = sorted(frame["degradation"].astype(str).unique(), key=data.natural_key)
 chosen = st.multiselect("Degradations", degradations, default=degradations, key="bd_degr")
 table = ui.breakdown(ctx, (tuple(chosen), ()), ctx.metrics)
 if table.empty:

@@ -19,7 +19,7 @@ if frame.empty:
     st.info("No rows for the chosen degradations and severities: widen the filter.")
     st.stop()
 left, mid, right = st.columns(3)
-a = left.selectbox("Restorer A", restorers, index=0, key="ab_a")
+a = left.selectbox("Restorer A", restorers, index=ui.default_restorer(restorers), key="ab_a")
 b = mid.selectbox("Restorer B", [r for r in restorers if r != a], index=0, key="ab_b")
 metric = right.selectbox("Metric", ctx.metrics, key="ab_metric")
 shared = set(frame.loc[frame["restorer"] == a, "image_id"]) & set(
@@ -35,17 +35,18 @@ st.write(
     "tolerance). The same functions and settings as `restorelab report --vs`."
 )
 table = ui.paired(ctx, selection, a, b)
+table = table.sort_values("degradation", key=lambda d: d != "all cells", kind="stable")
 st.dataframe(table, hide_index=True, width="stretch", key="ab_table")
 
 points = ui.per_image(ctx, selection, a, b, metric)
 overall = table[(table["metric"] == metric) & (table["degradation"] == "all cells")].iloc[0]
 wins, ties, losses = (int(x) for x in overall["W/T/L"].split("/"))
-c = st.columns(4)
-c[0].metric(f"mean {a} − {b}", f"{overall['a − b']:+.4f}")
-c[1].metric("95 % CI", f"[{overall['ci_low']:+.4f}, {overall['ci_high']:+.4f}]")
-c[2].metric("Wilcoxon p", f"{overall['p']:.3g}")
-c[3].metric(f"cells {a} wins / ties / loses", f"{wins} / {ties} / {losses}")
-
+st.markdown(
+    f"**{metric}, all selected cells:** mean {a} − {b} = **{overall['a − b']:+.4f}** "
+    f"[95 % CI {overall['ci_low']:+.4f}, {overall['ci_high']:+.4f}] · Wilcoxon p = "
+    f"**{overall['p']:.3g}** · {a} wins / ties / loses **{wins} / {ties} / {losses}** cells · "
+    f"{int(overall['images'])} images"
+)
 lo = float(min(points["a"].min(), points["b"].min()))
 hi = float(max(points["a"].max(), points["b"].max()))
 diagonal = (

@@ -27,7 +27,7 @@ def show_thumb(path, caption: str) -> None:
     if image is None:
         st.caption(f"{caption} (file not readable here)")
     else:
-        st.image(image, caption=caption, width="stretch")
+        st.image(image, caption=caption, width=200)
 
 
 def grid(items: list[tuple], key: str) -> None:
@@ -73,7 +73,9 @@ else:
     left, right = st.columns([1, 2])
     left.dataframe(counts, hide_index=True, width="stretch", key="cur_counts")
     right.altair_chart(
-        alt.Chart(counts).mark_bar().encode(x="images:Q", y=alt.Y("reason:N", sort="-x")),
+        alt.Chart(counts)
+        .mark_bar()
+        .encode(x=alt.X("images:Q", axis=alt.Axis(tickMinStep=1)), y=alt.Y("reason:N", sort="-x")),
         width="stretch",
     )
 
@@ -121,7 +123,7 @@ kept_items = [
 grid(kept_items, "cur_kept_page")
 st.subheader("Rejected")
 rejected_items = [
-    (s, f"{Path(str(s)).name}: {r}")
+    (data.source_path(view, s), f"{Path(str(s)).name}: {r}")
     for s, r in zip(view.rejected["source"], view.rejected["reason"], strict=True)
 ]
 grid(rejected_items, "cur_rej_page")
@@ -136,4 +138,4 @@ for group in groups:
             show_thumb(group["kept_file"] or group["kept"], f"✔ kept: {Path(group['kept']).name}")
         for i, dropped in enumerate(group["dropped"][: len(cols) - 1]):
             with cols[i + 1]:
-                show_thumb(dropped, f"✘ dropped: {Path(dropped).name}")
+                show_thumb(data.source_path(view, dropped), f"✘ dropped: {Path(dropped).name}")

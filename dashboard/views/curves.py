@@ -4,7 +4,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from restorelab.dashboard import ui
+from restorelab.dashboard import data, ui
 from restorelab.dashboard.data import EXTREME_FROM, INPUT_LABEL
 
 ctx = ui.context()
@@ -33,12 +33,14 @@ def chart(part: pd.DataFrame) -> alt.LayerChart:
     x_scale = alt.Scale(domain=[low - 0.5, max(high, EXTREME_FROM) + 0.5], nice=False)
     shade = (
         alt.Chart(pd.DataFrame({"x": [EXTREME_FROM - 0.5], "x2": [max(high, 10) + 0.5]}))
-        .mark_rect(color="#d62728", opacity=0.08)
+        .mark_rect(color="#888888", opacity=0.12)
         .encode(x=alt.X("x:Q", scale=x_scale), x2="x2:Q")
     )
     base = alt.Chart(part).encode(
         x=alt.X("severity:Q", title="severity", scale=x_scale, axis=alt.Axis(tickMinStep=1)),
-        color=alt.Color("restorer:N"),
+        color=alt.Color(
+            "restorer:N", scale=alt.Scale(scheme="tableau10"), legend=alt.Legend(orient="bottom")
+        ),
     )
     lines = base.mark_line(point=True).encode(
         y=alt.Y("mean:Q", title=metric, scale=alt.Scale(zero=False)),
@@ -63,7 +65,7 @@ def chart(part: pd.DataFrame) -> alt.LayerChart:
     return alt.layer(*layers).properties(height=280)
 
 
-degradations = list(dict.fromkeys(table["degradation"].astype(str)))
+degradations = sorted(set(table["degradation"].astype(str)), key=data.natural_key)
 cols = st.columns(min(3, max(1, len(degradations))))
 for index, degradation in enumerate(degradations):
     with cols[index % len(cols)]:

@@ -22,7 +22,7 @@ top = st.columns([2, 3, 2, 2, 1])
 restorer = top[0].selectbox(
     "Restorer",
     restorers,
-    index=restorers.index(wanted) if wanted in restorers else 0,
+    index=restorers.index(wanted) if wanted in restorers else ui.default_restorer(restorers),
     key="fail_restorer",
 )
 cell = top[1].selectbox("Cell", options, index=0 if params.get("cells") != "all" else 1)
@@ -81,28 +81,10 @@ if not saved:
             f"`{ui.save_images_hint(run, restorer)}`"
         )
 
-st.subheader("LQ | restored | GT")
 labels = [
     f"#{i + 1} {r.image_id} · {r.degradation} · s{r.severity} · seed {r.seed}"
     for i, r in enumerate(worst.itertuples(index=False))
 ]
-for i, (_, row) in enumerate(worst.iterrows()):
-    images = ui.triplet(ctx, row, recompute=recompute)
-    with st.container(border=True):
-        st.markdown(
-            f"**{labels[i]}** — {metric} {ui.fmt(row[metric], 3)} (input "
-            f"{ui.fmt(row[f'input_{metric}'], 3)}, gain {row['gain']:+.3f})"
-        )
-        c = st.columns(3)
-        with c[0]:
-            ui.show_image(images.lq, "LQ (regenerated)")
-        with c[1]:
-            ui.show_image(images.restored, f"restored by {restorer}")
-        with c[2]:
-            ui.show_image(images.gt, "GT (clean)")
-        for note in images.notes:
-            st.caption(note)
-
 st.subheader("Inspect one")
 chosen = st.selectbox("Image", labels, key="fail_pick")
 row = worst.iloc[labels.index(chosen)]
@@ -122,7 +104,7 @@ with left:
         st.image(
             data.wipe(sides[a], sides[b], position / 100),
             caption=f"{a} left of the line, {b} right",
-            width="stretch",
+            width=int(min(640, max(sides[b].shape[1], 320))),
         )
 with right:
     shown = {c: row[c] for c in [*data.CELL, "restorer"]}
@@ -142,10 +124,28 @@ with right:
         st.image(
             data.colormap(err, 0.0, high),
             caption=f"|{name} − GT|, mean over RGB, 0 (dark) … {high:.0f} (red) of 255",
-            width="stretch",
+            width=int(min(320, max(err.shape[1], 160))),
         )
         st.image(
             data.colormap(data.ssim_map(candidate, images.gt), 0.0, 1.0, reverse=True),
             caption=f"local SSIM of {name} vs GT: 1 (dark) … 0 or less (red)",
-            width="stretch",
+            width=int(min(320, max(err.shape[1], 160))),
         )
+
+st.subheader(f"The {len(worst)} worst: LQ | restored | GT")
+for i, (_, row) in enumerate(worst.iterrows()):
+    images = ui.triplet(ctx, row, recompute=recompute)
+    with st.container(border=True):
+        st.markdown(
+            f"**{labels[i]}** — {metric} {ui.fmt(row[metric], 3)} (input "
+            f"{ui.fmt(row[f'input_{metric}'], 3)}, gain {row['gain']:+.3f})"
+        )
+        c = st.columns(3)
+        with c[0]:
+            ui.show_image(images.lq, "LQ (regenerated)")
+        with c[1]:
+            ui.show_image(images.restored, f"restored by {restorer}")
+        with c[2]:
+            ui.show_image(images.gt, "GT (clean)")
+        for note in images.notes:
+            st.caption(note)
