@@ -267,7 +267,9 @@ def combine_runs(runs: Sequence[RunData]) -> Combined:
         keep = [frames[0]]
         for name, part in zip(names[1:], frames[1:], strict=True):
             other = part.drop_duplicates(CELL).set_index(CELL)[[f"input_{m}" for m in metrics]]
-            joined = base.join(other, how="inner", rsuffix="_other")
+            joined = base.merge(
+                other, left_index=True, right_index=True, how="inner", suffixes=("", "_other")
+            )
             differs = np.zeros(len(joined), dtype=bool)
             for m in metrics:
                 a, b = joined[f"input_{m}"], joined[f"input_{m}_other"]
