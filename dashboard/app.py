@@ -15,23 +15,24 @@ import streamlit as st
 
 HERE = Path(__file__).resolve().parent
 
-#: (script under views/, title, url path, icon)
+#: (script under views/, title, url path). No icons: Streamlit turns a page's icon into the
+#: tab's favicon, fetched from a font CDN, and the dashboard must work offline.
 PAGES = [
-    ("leaderboard.py", "Leaderboard", "leaderboard", ":material/leaderboard:"),
-    ("curves.py", "Severity curves", "curves", ":material/show_chart:"),
-    ("breakdown.py", "Breakdown map", "breakdown", ":material/grid_on:"),
-    ("failures.py", "Failure analysis", "failures", ":material/broken_image:"),
-    ("compare.py", "A vs B", "compare", ":material/compare:"),
-    ("curation.py", "Curation report", "curation", ":material/filter_alt:"),
-    ("run_info.py", "Run info", "run", ":material/info:"),
+    ("leaderboard.py", "Leaderboard", "leaderboard"),
+    ("curves.py", "Severity curves", "curves"),
+    ("breakdown.py", "Breakdown map", "breakdown"),
+    ("failures.py", "Failure analysis", "failures"),
+    ("compare.py", "A vs B", "compare"),
+    ("curation.py", "Curation report", "curation"),
+    ("run_info.py", "Run info", "run"),
 ]
 
 
 def main() -> None:
-    st.set_page_config(page_title="restorelab", layout="wide", page_icon=":material/image:")
+    st.set_page_config(page_title="restorelab", layout="wide")
     pages = [
-        st.Page(HERE / "views" / script, title=title, url_path=url, icon=icon, default=i == 0)
-        for i, (script, title, url, icon) in enumerate(PAGES)
+        st.Page(HERE / "views" / script, title=title, url_path=url, default=i == 0)
+        for i, (script, title, url) in enumerate(PAGES)
     ]
     page = st.navigation(pages, position="sidebar")
     try:

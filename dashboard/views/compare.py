@@ -39,6 +39,10 @@ table = table.sort_values("degradation", key=lambda d: d != "all cells", kind="s
 st.dataframe(table, hide_index=True, width="stretch", key="ab_table")
 
 points = ui.per_image(ctx, selection, a, b, metric)
+sign = 1.0 if ctx.directions[metric] else -1.0
+points = points.assign(
+    better=[a if sign * d > 0 else b if sign * d < 0 else "tie" for d in points["diff"]]
+)
 overall = table[(table["metric"] == metric) & (table["degradation"] == "all cells")].iloc[0]
 wins, ties, losses = (int(x) for x in overall["W/T/L"].split("/"))
 st.markdown(
@@ -60,7 +64,11 @@ scatter = (
     .encode(
         x=alt.X("a:Q", title=f"{a} ({metric}, mean per image)", scale=alt.Scale(zero=False)),
         y=alt.Y("b:Q", title=f"{b} ({metric}, mean per image)", scale=alt.Scale(zero=False)),
-        color=alt.Color("diff:Q", scale=alt.Scale(scheme="redblue", domainMid=0), title="a − b"),
+        color=alt.Color(
+            "better:N",
+            title=f"better in {metric}",
+            scale=alt.Scale(domain=[a, b, "tie"], range=["#1f77b4", "#d62728", "#7f7f7f"]),
+        ),
         tooltip=["image_id", alt.Tooltip("a:Q", format=".4f"), alt.Tooltip("b:Q", format=".4f"),
                  alt.Tooltip("diff:Q", format="+.4f")],
     )

@@ -75,5 +75,4 @@ for i, restorer in enumerate(sorted(frame["restorer"].astype(str).unique())):
         "views/failures.py",
         label=f"Worst images of {restorer} →",
         query_params={"restorer": restorer, "cells": "extreme"},
-        icon=":material/broken_image:",
     )
