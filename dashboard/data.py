@@ -286,7 +286,17 @@ def combine_runs(runs: Sequence[RunData]) -> Combined:
         if shared:
             notes.append(f"{len(runs)} runs compared on the {len(shared)} cells they share")
     frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    directions = resolve_directions(metrics, conventions) if metrics else {}
+    known = {m: c for m, c in conventions.items() if "higher_is_better" in c}
+    directions = {}
+    for metric in list(metrics):
+        try:
+            directions.update(resolve_directions([metric], known))
+        except ValueError:
+            mismatches.append(
+                f"metric {metric!r}: its direction is unknown (not in run.json, not a registered "
+                "metric): left out"
+            )
+            metrics.remove(metric)
     return Combined(frame, metrics, directions, conventions, mismatches, notes, restorer_runs)
 
 

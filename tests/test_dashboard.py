@@ -399,6 +399,23 @@ def test_page_curation(run_a: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _clean(app)
 
 
+def test_failed_rows_are_counted_and_listed(
+    run_a: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(run_a, run)
+    frame = pd.read_parquet(next((run / "results").glob("part-*.parquet")))
+    broken = frame.head(2).assign(error="RuntimeError: out of memory", psnr=np.nan)
+    broken.to_parquet(run / "results" / "part-99999999T999999-1-00001.parquet")
+    app = _app(monkeypatch, run)
+    _clean(app)
+    assert "2 rows failed" in app.warning[0].value
+    app.switch_page("views/run_info.py").run()
+    _clean(app)
+    errors = app.dataframe[-1].value
+    assert list(errors["error"]) == ["RuntimeError: out of memory"] * 2
+
+
 def test_page_run_info(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     app = _app(monkeypatch, root / "runs" / "a", root / "runs" / "b", page="run_info")
     _clean(app)
@@ -441,6 +458,10 @@ def test_empty_damaged_and_missing_runs_explain(
     app = _app(monkeypatch, damaged, page=page)
     _clean(app)
     assert any("unreadable result part" in w.value for w in app.warning)
+    (damaged / "run.json").write_text("{ not json")
+    app = _app(monkeypatch, damaged, page=page)
+    _clean(app)
+    assert any("run.json is unreadable" in w.value for w in app.warning)
     app = _app(monkeypatch, tmp_path / "missing", page=page)
     assert not app.exception
     assert "Run folder not found" in app.error[0].value

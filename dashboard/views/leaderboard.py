@@ -18,6 +18,12 @@ st.caption(
     f" degradation × severity cells · {frame['restorer'].nunique()} restorers · {len(frame)} rows"
     + ("".join(f" · {note}" for note in ctx.combined.notes))
 )
+failed = sum(len(r.errors) for r in ctx.runs)
+if failed:
+    st.warning(
+        f"{failed} rows failed (a degradation, restorer or metric raised) and are left out of "
+        "every table; Run info lists them with their errors."
+    )
 st.write(
     "Mean over the selected cells with its 95 % bootstrap CI over images (each image "
     "averaged over its cells first); **Δ** is the mean gain over the degraded input on the same "
