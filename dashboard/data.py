@@ -19,6 +19,7 @@ import re
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from inspect import signature
 from pathlib import Path
 
 import numpy as np
@@ -132,14 +133,17 @@ def load_run_data(run_dir: str | os.PathLike) -> RunData:
     except (OSError, ValueError) as exc:
         info = {}
         problems.append(f"{RUN_FILE} is unreadable ({exc}); spec and metric directions unknown")
+    store = ResultsStore(run_dir)
+    # damaged or foreign part files are left out and named, never fatal for the page
+    skip = {"skip_damaged": True} if "skip_damaged" in signature(store.load).parameters else {}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            frame = ResultsStore(run_dir).load()
+            frame = store.load(**skip)
         except Exception as exc:  # a part set that cannot be combined: report, show nothing
             problems.append(f"results could not be read: {type(exc).__name__}: {exc}")
             frame = pd.DataFrame()
-    problems += [str(w.message) for w in caught if "unreadable result part" in str(w.message)]
+    problems += [str(w.message) for w in caught if "part" in str(w.message)]
     missing = [c for c in [*CELL, "restorer"] if c not in frame.columns]
     if not frame.empty and missing:
         problems.append(f"results lack the column(s) {missing}; not a restorelab results table")
