@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from restorelab.benchmark.metrics.base import CellContext
 from restorelab.benchmark.pairing import match_folders
-from restorelab.benchmark.restorers import Restorer, create_restorer
+from restorelab.benchmark.restorers import RestoreContext, Restorer, create_restorer
 from restorelab.benchmark.scoring import bind_metrics
 from restorelab.corpus import CorpusItem, load_corpus
 from restorelab.degradations import degrade_with_params
@@ -228,6 +228,8 @@ class _Cell:
     native_input: np.ndarray | None = None
     degraded_files: dict = field(default_factory=dict)
     prepared: bool = False
+    #: Caption and seed, for restorers with ``wants_context`` (paired cells: no caption).
+    restore_context: RestoreContext | None = None
 
 
 def _failed_rows(base: dict, indices: Sequence[int], error: str) -> list[dict]:
@@ -286,6 +288,7 @@ def _prepare_cell(task: Task) -> _Cell | list[dict]:
         task.restorer_indices,
         context=context,
         native_input=degraded.image,
+        restore_context=RestoreContext(task.item.caption, int(task.seed), task.item.image_id),
     )
 
 
@@ -328,12 +331,15 @@ def _run_restorer(restorer: Restorer, cells: list[_Cell]) -> list[tuple]:
     rss_before = _maxrss_mb()
     start = time.perf_counter()
     error = ""
+    contexts = [c.restore_context for c in cells]
     try:
         if len(cells) == 1 and restorer.batch_size <= 1:
-            outs = [restorer.restore(cells[0].degraded, degradation=cells[0].params)]
+            extra = {"context": contexts[0]} if restorer.wants_context else {}
+            outs = [restorer.restore(cells[0].degraded, degradation=cells[0].params, **extra)]
         else:
+            extra = {"contexts": contexts} if restorer.wants_context else {}
             outs = restorer.restore_batch(
-                [c.degraded for c in cells], degradations=[c.params for c in cells]
+                [c.degraded for c in cells], degradations=[c.params for c in cells], **extra
             )
             if len(outs) != len(cells):
                 raise ValueError(f"restore_batch returned {len(outs)} images for {len(cells)}")
