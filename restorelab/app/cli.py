@@ -125,7 +125,7 @@ def dashboard_app_file() -> Path:
 
 
 @main.command()
-@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--port", type=int, default=8501, show_default=True)
 @click.option(
     "--address",
@@ -133,12 +133,17 @@ def dashboard_app_file() -> Path:
     show_default=True,
     help="Interface to listen on (0.0.0.0 to serve other machines).",
 )
-def dashboard(run_dir: str, port: int, address: str) -> None:
-    """Start the Streamlit dashboard on RUN_DIR (one Ctrl+C or SIGTERM stops it)."""
+def dashboard(run_dirs: tuple[str, ...], port: int, address: str) -> None:
+    """Start the Streamlit dashboard on one or several RUN_DIRS (one Ctrl+C or SIGTERM
+    stops it).
+
+    Several runs on the same corpus and grid are compared as one table (differences are
+    shown); a folder that holds runs (such as the demo's output folder) lists them.
+    """
     from restorelab.app.serve import serve
 
     click.echo(f"dashboard on http://{address}:{port}  (Ctrl+C stops it)")
-    raise SystemExit(serve(run_dir, port, address))
+    raise SystemExit(serve(run_dirs, port, address))
 
 
 @main.command()
