@@ -25,17 +25,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from restorelab.benchmark import stats
 from restorelab.benchmark.stats import (
+    DEFAULT_SETTINGS,
+    INPUT_LABEL,
     available_metrics,
     breakdown_severity,
+    compared_restorers,
     paired_comparison,
     resolve_directions,
-    summary_table,
+    severity_gains,
 )
 from restorelab.results import RESULTS_DIR, RUN_FILE, ResultsStore, read_run_info
-
-#: Label of the pseudo-restorer that stands for the degraded input itself.
-INPUT_LABEL = "(degraded input)"
 
 #: Severities at or above this level are "extreme" (shaded on curves, a failure-page filter).
 EXTREME_FROM = 6
@@ -354,84 +355,70 @@ def leaderboard_tables(
     metrics: Sequence[str],
     directions: Mapping[str, bool],
     *,
-    seed: int = 0,
-    ci: float = 0.95,
+    restorers: Sequence[str] | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Per metric, one row per restorer: mean with its CI and the gain Δ over the input.
 
-    The mean and its interval come from :func:`~restorelab.benchmark.stats.summary_table`
-    grouped by restorer (each image averaged over the selected cells, images resampled); Δ and
-    its interval from :func:`~restorelab.benchmark.stats.paired_comparison` of the restorer
-    against the degraded input on the same cells (Δ = restored − input, in metric units).
-    Each table is sorted best first by its own metric's direction.
+    From :func:`restorelab.benchmark.stats.leaderboard` (the report's leaderboard, same
+    settings) on the rows of ``frame``, the compared set fixed by ``restorers`` (default: all
+    with a finished cell); each table is sorted best first by its own metric's direction.
 
     Columns: ``rank``, ``restorer``, ``mean``, ``ci_low``, ``ci_high``, ``Δ``, ``Δ_low``,
-    ``Δ_high``, ``input``, ``W/T/L`` (cells better / tied / worse than the input), ``images``,
-    ``cells``.
+    ``Δ_high`` (restored − input, metric units), ``input``, ``images``, ``cells``,
+    ``finished``, ``planned``, ``support``.
     """
     if frame.empty or not metrics:
         return {}
-    summary = summary_table(frame, list(metrics), by=("restorer",), seed=seed, ci=ci)
-    both = with_input_rows(frame)
-    deltas = []
-    for restorer in sorted(frame["restorer"].astype(str).unique()):
-        table = paired_comparison(
-            both,
-            restorer,
-            INPUT_LABEL,
-            list(metrics),
-            by=(),
-            higher_is_better=directions,
-            overall=False,
-            seed=seed,
-            ci=ci,
-        )
-        deltas.append(table)
-    delta = pd.concat(deltas, ignore_index=True).rename(columns={"a": "restorer"})
+    board = stats.leaderboard(
+        frame,
+        list(metrics),
+        higher_is_better=dict(directions),
+        restorers=list(restorers) if restorers is not None else None,
+        include_input=False,
+    )
     out = {}
     for m in metrics:
-        rows = summary[summary["metric"] == m].set_index("restorer")
-        d = delta[delta["metric"] == m].set_index("restorer")
+        rows = board[board["metric"] == m]
         table = pd.DataFrame(
             {
-                "restorer": rows.index,
+                "rank": rows["rank"].to_numpy(),
+                "restorer": rows["restorer"].to_numpy(),
                 "mean": rows["mean"].to_numpy(),
                 "ci_low": rows["ci_low"].to_numpy(),
                 "ci_high": rows["ci_high"].to_numpy(),
-                "Δ": d.loc[rows.index, "mean_diff"].to_numpy(),
-                "Δ_low": d.loc[rows.index, "ci_low"].to_numpy(),
-                "Δ_high": d.loc[rows.index, "ci_high"].to_numpy(),
+                "Δ": rows["delta"].to_numpy(),
+                "Δ_low": rows["delta_ci_low"].to_numpy(),
+                "Δ_high": rows["delta_ci_high"].to_numpy(),
                 "input": rows["input_mean"].to_numpy(),
-                "W/T/L": [
-                    f"{d.loc[r, 'wins']}/{d.loc[r, 'ties']}/{d.loc[r, 'losses']}"
-                    for r in rows.index
-                ],
-                "images": rows["n"].to_numpy(),
-                "cells": d.loc[rows.index, "n_cells"].to_numpy(),
+                "images": rows["n_images"].to_numpy(),
+                "cells": rows["n_cells"].to_numpy(),
+                "finished": rows["finished"].to_numpy(),
+                "planned": rows["planned"].to_numpy(),
+                "support": rows["support"].to_numpy(),
             }
         )
-        table = table.sort_values("mean", ascending=not directions.get(m, True), kind="stable")
-        table.insert(0, "rank", range(1, len(table) + 1))
+        table = table.sort_values(["rank", "restorer"], kind="stable")
         out[m] = table.reset_index(drop=True)
     return out
 
 
 # --- severity curves -------------------------------------------------------------------------
 def severity_curve_table(
-    frame: pd.DataFrame, metric: str, *, seed: int = 0, ci: float = 0.95
+    frame: pd.DataFrame, metric: str, *, restorers: Sequence[str] | None = None
 ) -> pd.DataFrame:
     """Mean of ``metric`` per restorer × degradation × severity with its bootstrap CI.
 
-    From :func:`~restorelab.benchmark.stats.summary_table`; the degraded input appears as
+    From :func:`restorelab.benchmark.stats.severity_curves`; the degraded input appears as
     restorer :data:`INPUT_LABEL`. Columns: ``restorer``, ``degradation``, ``severity``,
     ``mean``, ``ci_low``, ``ci_high``, ``n``.
     """
+    columns = ["restorer", "degradation", "severity", "mean", "ci_low", "ci_high", "n"]
     if frame.empty:
-        return pd.DataFrame(
-            columns=["restorer", "degradation", "severity", "mean", "ci_low", "ci_high", "n"]
-        )
-    table = summary_table(with_input_rows(frame), metric, seed=seed, ci=ci)
-    return table[["restorer", "degradation", "severity", "mean", "ci_low", "ci_high", "n"]]
+        return pd.DataFrame(columns=columns)
+    table = stats.severity_curves(
+        frame, metric, restorers=list(restorers) if restorers is not None else None
+    )
+    return table[columns].reset_index(drop=True)
 
 
 def severity_curves(frame: pd.DataFrame, metric: str) -> dict[str, pd.DataFrame]:
@@ -504,48 +491,45 @@ def gain_map(
     metric: str,
     directions: Mapping[str, bool],
     *,
-    seed: int = 0,
-    ci: float = 0.95,
+    restorers: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Mean gain of ``restorer`` over the degraded input per (level of A, level of B).
 
-    The gain and its interval come from
-    :func:`~restorelab.benchmark.stats.paired_comparison` of the restorer against the input,
-    per cell (degradation, severity), oriented so that positive means improvement. A cell is
-    ``broken`` when the gain's CI reaches zero or below (no established gain).
+    The gain and its interval come from :func:`restorelab.benchmark.stats.severity_gains`
+    (oriented so that positive means improvement), per cell (degradation, severity) of the
+    plane, on the support of the compared ``restorers``. A cell is ``broken`` when a gain of
+    at most the metric's tie tolerance lies within the CI (its lower end is ≤ tolerance), the
+    rule of :func:`~restorelab.benchmark.stats.breakdown_severity`.
 
     Columns: ``level_a``, ``level_b``, ``degradation``, ``severity``, ``gain``, ``gain_low``,
-    ``gain_high``, ``p``, ``images``, ``broken``.
+    ``gain_high``, ``images``, ``broken``.
     """
-    rows = crossed_rows(frame[frame["restorer"].astype(str) == restorer], pair)
     columns = ["level_a", "level_b", "degradation", "severity", "gain", "gain_low", "gain_high"]
-    if rows.empty:
-        return pd.DataFrame(columns=[*columns, "p", "images", "broken"])
-    table = paired_comparison(
-        with_input_rows(rows.drop(columns=["level_a", "level_b"])),
-        restorer,
-        INPUT_LABEL,
+    rows = crossed_rows(frame, pair)
+    names = list(restorers) if restorers is not None else compared_restorers(frame)
+    if rows.empty or restorer not in names:
+        return pd.DataFrame(columns=[*columns, "images", "broken"])
+    table = severity_gains(
+        rows.drop(columns=["level_a", "level_b"]),
         metric,
-        by=("degradation", "severity"),
-        higher_is_better=directions,
-        overall=False,
-        seed=seed,
-        ci=ci,
+        higher_is_better=dict(directions),
+        restorers=names,
     )
-    sign = 1.0 if directions.get(metric, True) else -1.0
-    low, high = sign * table["ci_low"], sign * table["ci_high"]
-    table = table.assign(
-        gain=sign * table["mean_diff"],
-        gain_low=np.minimum(low, high),
-        gain_high=np.maximum(low, high),
-        p=table["p_value"],
-        images=table["n_images"],
-    )
+    table = table[table["restorer"].astype(str) == restorer]
+    if table.empty:
+        return pd.DataFrame(columns=[*columns, "images", "broken"])
+    tolerance = DEFAULT_SETTINGS.tolerances([metric])[metric]
     coords = rows[["degradation", "severity", "level_a", "level_b"]].drop_duplicates()
-    table["severity"] = table["severity"].astype(int)
-    table = table.merge(coords, on=["degradation", "severity"], how="left")
-    table["broken"] = table["gain_low"] <= 0
-    return table[[*columns, "p", "images", "broken"]].sort_values(["level_a", "level_b"])
+    table = table.assign(severity=table["severity"].astype(int)).merge(
+        coords, on=["degradation", "severity"], how="left"
+    )
+    table = table.assign(
+        gain_low=table["ci_low"],
+        gain_high=table["ci_high"],
+        images=table["n_images"],
+        broken=table["ci_low"] <= tolerance,
+    )
+    return table[[*columns, "images", "broken"]].sort_values(["level_a", "level_b"])
 
 
 def frontier(gains: pd.DataFrame) -> pd.DataFrame:
@@ -725,7 +709,6 @@ def paired_view(
     metrics: Sequence[str] | None = None,
     *,
     higher_is_better: Mapping | None = None,
-    seed: int = 0,
 ) -> pd.DataFrame:
     """Restorer ``a`` against ``b`` per degradation × severity, plus an "all cells" row.
 
@@ -734,7 +717,7 @@ def paired_view(
     worse), ``images``. From :func:`restorelab.benchmark.stats.paired_comparison`.
     """
     metrics = list(metrics or metric_columns(frame))
-    table = paired_comparison(frame, a, b, metrics, higher_is_better=higher_is_better, seed=seed)
+    table = paired_comparison(frame, a, b, metrics, higher_is_better=higher_is_better)
     return pd.DataFrame(
         {
             "metric": table["metric"],
@@ -751,6 +734,7 @@ def paired_view(
                 for w, t, lo in zip(table["wins"], table["ties"], table["losses"], strict=True)
             ],
             "images": table["n_images"],
+            "note": table["note"],
         }
     )
 

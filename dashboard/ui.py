@@ -73,6 +73,11 @@ class Context:
     def directions(self) -> dict[str, bool]:
         return self.combined.directions
 
+    @property
+    def names(self) -> list[str]:
+        """The compared restorers (with a finished cell), fixed before any filtering."""
+        return _compared(self.key, self.frame)
+
     def run_of(self, row: pd.Series) -> data.RunData:
         """The run a result row came from."""
         wanted = str(row.get("run_dir", ""))
@@ -162,6 +167,13 @@ def context(*, required: bool = True) -> Context | None:
     return Context(given, runs, combined, "|".join(fingerprints))
 
 
+@st.cache_resource(max_entries=16, show_spinner=False)
+def _compared(key: str, _frame: pd.DataFrame) -> list[str]:
+    from restorelab.benchmark.stats import compared_restorers
+
+    return compared_restorers(_frame) if not _frame.empty else []
+
+
 def _run_label(path: str) -> str:
     p = Path(path)
     return f"{p.parent.name}/{p.name}"
@@ -197,9 +209,9 @@ def _dirs(ctx: Context) -> tuple:
 
 
 @st.cache_data(max_entries=64, show_spinner="Bootstrapping confidence intervals…")
-def _leaderboard(key: str, selection: tuple, directions: tuple, _frame: pd.DataFrame) -> dict:
+def _leaderboard(key, selection, directions, names, _frame) -> dict:
     metrics = [m for m, _ in directions]
-    return data.leaderboard_tables(_frame, metrics, dict(directions))
+    return data.leaderboard_tables(_frame, metrics, dict(directions), restorers=list(names))
 
 
 def leaderboard(ctx: Context, selection: tuple) -> dict[str, pd.DataFrame]:
@@ -207,25 +219,25 @@ def leaderboard(ctx: Context, selection: tuple) -> dict[str, pd.DataFrame]:
     if frame.empty:
         return {}
     ordered = tuple((m, ctx.directions[m]) for m in ctx.metrics)
-    return _leaderboard(ctx.key, selection, ordered, frame)
+    return _leaderboard(ctx.key, selection, ordered, tuple(ctx.names), frame)
 
 
 @st.cache_data(max_entries=64, show_spinner="Bootstrapping confidence intervals…")
-def _curves(key: str, selection: tuple, metric: str, _frame: pd.DataFrame) -> pd.DataFrame:
-    return data.severity_curve_table(_frame, metric)
+def _curves(key, selection, metric, names, _frame) -> pd.DataFrame:
+    return data.severity_curve_table(_frame, metric, restorers=list(names))
 
 
 def curves(ctx: Context, selection: tuple, metric: str) -> pd.DataFrame:
-    return _curves(ctx.key, selection, metric, filtered(ctx, selection))
+    return _curves(ctx.key, selection, metric, tuple(ctx.names), filtered(ctx, selection))
 
 
 @st.cache_data(max_entries=64, show_spinner="Bootstrapping the gain of every cell…")
-def _gain_map(key, pair, restorer, metric, directions, _frame) -> pd.DataFrame:
-    return data.gain_map(_frame, pair, restorer, metric, dict(directions))
+def _gain_map(key, pair, restorer, metric, directions, names, _frame) -> pd.DataFrame:
+    return data.gain_map(_frame, pair, restorer, metric, dict(directions), restorers=list(names))
 
 
 def gain_map(ctx: Context, pair: tuple, restorer: str, metric: str) -> pd.DataFrame:
-    return _gain_map(ctx.key, pair, restorer, metric, _dirs(ctx), ctx.frame)
+    return _gain_map(ctx.key, pair, restorer, metric, _dirs(ctx), tuple(ctx.names), ctx.frame)
 
 
 @st.cache_data(max_entries=32, show_spinner="Finding breakdown severities…")

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from restorelab.benchmark import run_benchmark
+from restorelab.benchmark import run_benchmark, stats
 from restorelab.benchmark.stats import breakdown_severity, paired_comparison, summary_table
 from restorelab.curation import CurationConfig, curate
 from restorelab.dashboard import data
@@ -125,21 +125,22 @@ def test_step_levels_and_crossed_pairs(run_a: Path) -> None:
 def test_leaderboard_numbers_are_the_stats_functions(run_a: Path) -> None:
     frame, directions = _frame(run_a)
     tables = data.leaderboard_tables(frame, METRICS, directions)
+    board = stats.leaderboard(frame, METRICS, higher_is_better=directions, include_input=False)
     summary = summary_table(frame, METRICS, by=("restorer",))
     for metric in METRICS:
         table = tables[metric].set_index("restorer")
-        expected = summary[summary["metric"] == metric].set_index("restorer")
+        expected = board[board["metric"] == metric].set_index("restorer")
         assert np.allclose(table["mean"], expected.loc[table.index, "mean"])
         assert np.allclose(table["ci_low"], expected.loc[table.index, "ci_low"])
+        assert np.allclose(table["Δ_high"], expected.loc[table.index, "delta_ci_high"])
         assert np.allclose(table["input"], expected.loc[table.index, "input_mean"])
+        same = summary[summary["metric"] == metric].set_index("restorer")  # the report's table
+        assert np.allclose(table["mean"], same.loc[table.index, "mean"])
     wavelet = tables["psnr"].set_index("restorer").loc["wavelet"]
-    paired = paired_comparison(
-        data.with_input_rows(frame), "wavelet", data.INPUT_LABEL, "psnr", by=(), overall=False
-    ).iloc[0]
-    assert wavelet["Δ"] == pytest.approx(paired["mean_diff"])
-    assert wavelet["Δ_low"] == pytest.approx(paired["ci_low"])
+    assert wavelet["Δ"] == pytest.approx(wavelet["mean"] - wavelet["input"])
     assert tables["psnr"].set_index("restorer").loc["identity", "Δ"] == pytest.approx(0.0)
     assert list(tables["psnr"]["restorer"]) == ["wavelet", "identity"]
+    assert (tables["psnr"]["finished"] == tables["psnr"]["planned"]).all()
 
 
 def test_each_metric_is_sorted_by_its_own_direction(run_a: Path) -> None:
@@ -158,17 +159,13 @@ def test_gain_map_and_frontier(run_a: Path) -> None:
     points = set(zip(gains["level_a"], gains["level_b"], strict=True))
     assert points == {(2, 0), (6, 0), (0, 2), (0, 6), (2, 2), (2, 6), (6, 2), (6, 6)}
     noise = gains[(gains["level_a"] == 0) & (gains["level_b"] == 6)].iloc[0]
-    paired = paired_comparison(
-        data.with_input_rows(frame),
-        "wavelet",
-        data.INPUT_LABEL,
-        "psnr",
-        by=("degradation", "severity"),
-        overall=False,
-    ).set_index(["degradation", "severity"])
-    assert noise["gain"] == pytest.approx(paired.loc[("gaussian_noise", 6), "mean_diff"])
+    expected = stats.severity_gains(frame, "psnr", higher_is_better=directions)
+    expected = expected[expected["restorer"] == "wavelet"].set_index(["degradation", "severity"])
+    assert noise["gain"] == pytest.approx(expected.loc[("gaussian_noise", 6), "gain"])
+    assert noise["gain_low"] == pytest.approx(expected.loc[("gaussian_noise", 6), "ci_low"])
     assert noise["gain"] > 0 and not noise["broken"]  # a denoiser helps on noise
-    assert gains["broken"].equals(gains["gain_low"] <= 0)
+    tolerance = stats.DEFAULT_SETTINGS.tolerances(["psnr"])["psnr"]
+    assert gains["broken"].equals(gains["gain_low"] <= tolerance)
     identity = data.gain_map(frame, pair, "identity", "psnr", directions)
     assert identity["broken"].all()  # identity never helps
     line = data.frontier(identity)
@@ -245,8 +242,8 @@ def test_page_leaderboard(run_a: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     app = _app(monkeypatch, run_a)
     _clean(app)
     assert app.title[0].value == "Leaderboard"
-    frame, _ = _frame(run_a)
-    summary = summary_table(frame, "psnr", by=("restorer",)).set_index("restorer")
+    frame, directions = _frame(run_a)
+    summary = stats.leaderboard(frame, "psnr", higher_is_better=directions).set_index("restorer")
     board = app.dataframe[0].value.set_index("restorer")
     lo, hi = summary.loc["wavelet", ["ci_low", "ci_high"]]
     mean = summary.loc["wavelet", "mean"]
@@ -258,7 +255,7 @@ def test_page_leaderboard(run_a: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     app.sidebar.multiselect(key="filter_degradations").set_value(["gaussian_noise"]).run()
     _clean(app)
     subset = frame[frame["degradation"] == "gaussian_noise"]
-    expected = summary_table(subset, "psnr", by=("restorer",)).set_index("restorer")
+    expected = stats.leaderboard(subset, "psnr", higher_is_better=directions).set_index("restorer")
     shown = app.dataframe[0].value.set_index("restorer").loc["wavelet", "mean [95% CI]"]
     assert shown.startswith(f"{expected.loc['wavelet', 'mean']:.2f} [")
 

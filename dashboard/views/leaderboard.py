@@ -27,8 +27,10 @@ if failed:
 st.write(
     "Mean over the selected cells with its 95 % bootstrap CI over images (each image "
     "averaged over its cells first); **Δ** is the mean gain over the degraded input on the same "
-    "cells, with its CI, and **W/T/L** counts cells better / tied / worse than the input. Each "
-    "metric is ranked by its own direction. Same functions and settings as `restorelab report`."
+    "cells, with its CI (restored − input, in the metric's units). Restorers are compared on "
+    "the cells every one of them finished; **finished** counts each one's cells against the "
+    "run's. Each metric is ranked by its own direction. Same functions and settings as "
+    "`restorelab report`."
 )
 tables = ui.leaderboard(ctx, selection)
 for metric, table in tables.items():
@@ -37,6 +39,7 @@ for metric, table in tables.items():
     st.subheader(f"{metric}  ({arrow})")
     digits = ui.digits_for(table["mean"])
     shown = table.assign(
+        finished=[f"{f}/{p}" for f, p in zip(table["finished"], table["planned"], strict=True)],
         **{
             "mean [95% CI]": [
                 f"{ui.fmt(m, digits)} [{ui.fmt(lo, digits)}, {ui.fmt(hi, digits)}]"
@@ -46,7 +49,7 @@ for metric, table in tables.items():
                 f"{m:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}]"
                 for m, lo, hi in zip(table["Δ"], table["Δ_low"], table["Δ_high"], strict=True)
             ],
-        }
+        },
     )
     st.dataframe(
         shown[
@@ -56,9 +59,9 @@ for metric, table in tables.items():
                 "mean [95% CI]",
                 "Δ over input [95% CI]",
                 "input",
-                "W/T/L",
                 "images",
                 "cells",
+                "finished",
             ]
         ],
         hide_index=True,

@@ -5,6 +5,7 @@ import json
 import pandas as pd
 import streamlit as st
 
+from restorelab.benchmark import stats
 from restorelab.dashboard import data, ui
 
 ctx = ui.context()
@@ -88,9 +89,14 @@ for run in ctx.runs:
         st.caption("No timings recorded.")
     else:
         st.dataframe(timing, hide_index=True, width="stretch")
+    st.subheader("Coverage")
+    everything = pd.concat([run.frame, run.errors], ignore_index=True)
+    if not everything.empty:
+        st.dataframe(stats.coverage(everything), hide_index=True, width="stretch")
     st.subheader("Errors")
     if run.errors.empty:
         st.success("No failed cells.")
     else:
+        st.dataframe(stats.failures(everything), hide_index=True, width="stretch")
         cols = [c for c in [*data.CELL, "restorer", "error"] if c in run.errors.columns]
         st.dataframe(run.errors[cols], hide_index=True, width="stretch")
