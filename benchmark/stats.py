@@ -578,6 +578,7 @@ def compute_report(
     threshold: Mapping[str, float] | float | None = None,
     n_boot: int = 2000,
     seed: int = 0,
+    skip_damaged: bool = False,
 ) -> Report:
     """All statistics tables of a run folder.
 
@@ -594,13 +595,16 @@ def compute_report(
         Passed to :func:`breakdown_severity`.
     n_boot, seed
         Bootstrap settings.
+    skip_damaged : bool
+        Leave out result parts that cannot be read or are foreign (with a warning) instead
+        of raising :class:`restorelab.results.DamagedPartsError`.
 
     Returns
     -------
     Report
         Directions come from the run's ``run.json`` (the registry where it has none).
     """
-    frame = load_results(run_dir)
+    frame = load_results(run_dir, skip_damaged=skip_damaged)
     if frame.empty:
         raise ValueError(f"no results in {run_dir}; run `restorelab bench ... --out {run_dir}`")
     pairs = _pairs(vs)
@@ -631,6 +635,7 @@ def write_report(
     threshold: Mapping[str, float] | float | None = None,
     n_boot: int = 2000,
     seed: int = 0,
+    skip_damaged: bool = False,
 ) -> dict[str, Path]:
     """Compute the report of a run folder and store it under ``RUN_DIR/report/``.
 
@@ -643,7 +648,13 @@ def write_report(
         and ``paired_<A>_vs_<B>`` → ``report/paired_<A>_vs_<B>.parquet`` per pair.
     """
     report = compute_report(
-        run_dir, vs=vs, metrics=metrics, threshold=threshold, n_boot=n_boot, seed=seed
+        run_dir,
+        vs=vs,
+        metrics=metrics,
+        threshold=threshold,
+        n_boot=n_boot,
+        seed=seed,
+        skip_damaged=skip_damaged,
     )
     return report.write(run_dir)
 

@@ -272,7 +272,11 @@ class ResultsStore:
         if problems:
             if not skip_damaged:
                 raise DamagedPartsError(self.parts_dir, problems)
-            warnings.warn(str(DamagedPartsError(self.parts_dir, problems)), stacklevel=2)
+            names = "; ".join(str(p) for p in problems)
+            warnings.warn(
+                f"left out {len(problems)} result part(s) in {self.parts_dir}: {names}",
+                stacklevel=2,
+            )
         return frame
 
     def load(self, *, skip_damaged: bool = False) -> pd.DataFrame:

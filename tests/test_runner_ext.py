@@ -142,7 +142,7 @@ def test_damaged_and_foreign_parts_are_named_and_counted(tmp_path: Path) -> None
     assert damaged.name in message and foreign.name in message
     assert {p.kind for p in caught.value.problems} == {"damaged", "foreign"}
     assert [p.path for p in check_results(tmp_path)] == [damaged, foreign]
-    with pytest.warns(UserWarning, match="2 result part"):
+    with pytest.warns(UserWarning, match="left out 2 result part"):
         frame = load_results(tmp_path, skip_damaged=True)
     assert len(frame) == 1 and frame["psnr"].iloc[0] == 30.0
 

@@ -19,10 +19,15 @@ import click
 from restorelab import __version__
 
 #: Errors that are the user's input, shown as one clear line instead of a traceback.
-_USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, KeyError, FileNotFoundError, TypeError)
+_USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, KeyError, FileNotFoundError)
+#: Exit code of an internal error (a bug): ``EX_SOFTWARE`` of sysexits.h.
+EXIT_INTERNAL = 70
 
 
 def _friendly(fn: Callable) -> Callable:
+    """User errors (bad values, unknown names, missing files) become one clear line; any other
+    exception is a bug: its traceback is shown with a line asking to report it."""
+
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
@@ -30,6 +35,19 @@ def _friendly(fn: Callable) -> Callable:
         except _USER_ERRORS as exc:
             message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
             raise click.ClickException(str(message)) from exc
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception:
+            import traceback
+
+            traceback.print_exc(file=sys.stderr)
+            click.echo(
+                f"\ninternal error in restorelab {__version__}: this is a bug, not a problem "
+                "with your input. Please report it to the restorelab issue tracker with the "
+                "traceback above and the command you ran.",
+                err=True,
+            )
+            sys.exit(EXIT_INTERNAL)
 
     return wrapper
 
@@ -300,7 +318,15 @@ def bench(
     save_images: bool,
     device: str,
 ) -> None:
-    """Sweep restorers over CORPUS × GRID (or a paired set); re-running resumes."""
+    """Sweep restorers over CORPUS × GRID (or a paired set); re-running resumes.
+
+    Re-running into the same --out skips finished cells, runs only added images, severities,
+    seeds and restorers, and fills added metrics into finished rows; a set-up that would give
+    stored results another meaning (other image content, other levels, another restorer file)
+    is refused before any work. Exit codes: 0 all cells scored; 3 some cells failed (count
+    and reasons printed); 1 refused or bad input; 2 usage.
+    """
+    from restorelab.app.bench import report_bench
     from restorelab.benchmark import run_benchmark
     from restorelab.benchmark.runner import run_benchmark_pairs
     from restorelab.degradations.grid import load_grid
@@ -318,8 +344,6 @@ def bench(
             save_images=save_images,
             device=device,
         )
-        for name in getattr(summary, "unmatched", []) or []:
-            click.echo(f"  unmatched: {name}", err=True)
     else:
         if not corpus or not grid_name:
             raise click.UsageError("give --corpus and --grid (or --pairs LQ_DIR GT_DIR)")
@@ -334,12 +358,7 @@ def bench(
             save_images=save_images,
             device=device,
         )
-    click.echo(
-        f"{summary.rows_written} rows written, {summary.rows_skipped} already done, "
-        f"{len(summary.errors)} errors → {summary.run_dir}"
-    )
-    for line in summary.errors[:10]:
-        click.echo(f"  error: {line}", err=True)
+    report_bench(summary, out)
 
 
 @main.command()
@@ -450,6 +469,12 @@ def score(ref: str, dist: str, metrics: str, crop_border: int, as_json: bool) ->
     show_default=True,
     help="Bootstrap resamples for the 95 % intervals.",
 )
+@click.option(
+    "--skip-damaged",
+    is_flag=True,
+    help="Leave out result parts that cannot be read or do not follow the results schema "
+    "(named in a warning) instead of stopping with an error.",
+)
 @_friendly
 def report(
     run_dir: str,
@@ -457,6 +482,7 @@ def report(
     metrics: str | None,
     thresholds: tuple[str, ...],
     n_boot: int,
+    skip_damaged: bool,
 ) -> None:
     """Means with 95 % bootstrap CIs, paired comparisons and breakdown severities of a run."""
     from restorelab.benchmark.stats import format_report, write_report
@@ -475,6 +501,7 @@ def report(
         metrics=_split_specs(metrics) if metrics else None,
         threshold=limits or None,
         n_boot=n_boot,
+        skip_damaged=skip_damaged,
     )
     click.echo(format_report(run_dir))
     click.echo("\nwrote " + ", ".join(str(p) for p in paths.values()))
@@ -510,17 +537,18 @@ def degrade() -> None:
 @click.option("--workers", type=int, default=1, show_default=True, help="CPU processes.")
 @_friendly
 def degrade_apply(grid_name: str, corpus: str, out: str, workers: int) -> None:
-    """Write degraded copies of CORPUS for every cell of GRID, with a Parquet manifest."""
+    """Write degraded copies of CORPUS for every cell of GRID, with a Parquet manifest.
+
+    Re-running into the same --out keeps files made with the same image and level, adds new
+    cells, and refuses (before any work) where a file would be made from another image or
+    level. Exit code 3 when some cells failed.
+    """
+    from restorelab.app.bench import report_degrade
     from restorelab.degradations.export import MANIFEST_FILE, export_degraded
     from restorelab.degradations.grid import load_grid
 
     summary = export_degraded(corpus, load_grid(grid_name), out, workers=workers)
-    click.echo(
-        f"{summary.written} images written, {summary.skipped} already there, "
-        f"{len(summary.errors)} errors → {Path(out) / MANIFEST_FILE}"
-    )
-    for line in summary.errors[:10]:
-        click.echo(f"  error: {line}", err=True)
+    report_degrade(summary, Path(out) / MANIFEST_FILE)
 
 
 def _load_images(corpus: str, max_images: int, max_side: int | None) -> list:
