@@ -18,6 +18,7 @@ label, another pairing rule) refuses the run before any work (:class:`SpecConfli
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -256,6 +257,31 @@ class RunSpec:
             PairingSpec.from_dict(data["pairing"]) if "pairing" in data else None,
         )
 
+    def describe(self, width: int = 96) -> list[str]:
+        """Lines (at most ``width`` characters) for reports and the dashboard: what the run's
+        numbers were made from."""
+        lines = []
+        if self.corpus is not None:
+            lines.append(f"corpus: {len(self.corpus.images)} images (ids with content hashes)")
+        if self.grid is not None:
+            keys = len(self.grid.keys())
+            lines.append(
+                f"grid: {self.grid.name}, {keys} (degradation, severity) keys × seeds "
+                f"{list(self.grid.seeds)}"
+            )
+            for name, pairs in self.grid.levels:
+                levels = " ".join(f"s{s}={_text(level)}" for s, level in pairs)
+                lines.append(f"  {name}: {levels}")
+        if self.pairing is not None:
+            lines.append(f"pairs: {len(self.pairing.pairs)} ({self.pairing.rule})")
+        for r in self.restorers:
+            files = f", files: {dict(r.files)}" if r.files else ""
+            lines.append(f"restorer {r.label} [{r.config_hash}]{files}")
+        for m in self.metrics:
+            arrow = "↑" if m.higher_is_better else "↓"
+            lines.append(f"metric {m.label} {arrow} {m.convention}")
+        return [line if len(line) <= width else line[: width - 1] + "…" for line in lines]
+
     def compare(self, new: RunSpec) -> SpecDiff:
         """How ``new`` relates to ``self`` (the stored spec): conflicts and additions."""
         conflicts: list[str] = []
@@ -316,3 +342,11 @@ class RunSpec:
             union(self.grid, new.grid),
             union(self.pairing, new.pairing),
         )
+
+
+def load_run_spec(run_dir: str | os.PathLike) -> RunSpec | None:
+    """The spec stored in ``RUN_DIR/run.json`` (None for runs made before specs existed)."""
+    from restorelab.results import read_run_info
+
+    stored = read_run_info(run_dir).get("spec")
+    return RunSpec.from_dict(stored) if stored else None

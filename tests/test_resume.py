@@ -252,3 +252,40 @@ def test_results_without_a_spec_are_not_resumed(photo_folder: Path, tmp_path: Pa
     (run / "run.json").unlink()
     with pytest.raises(SpecConflictError, match="no run spec"):
         run_benchmark(photo_folder, _grid(), ["identity"], run, progress=False)
+
+
+def test_one_executor_object_serves_grid_cells_and_pairs(
+    photo_folder: Path, tmp_path: Path
+) -> None:
+    import pickle
+
+    import restorelab.benchmark.runner as runner
+    from restorelab.benchmark import create_restorer
+    from restorelab.corpus import load_corpus
+
+    assert not hasattr(runner, "_WORKER")  # no module-level worker state
+    executor = runner.CellExecutor.create(
+        [create_restorer("identity"), create_restorer("tv")], ["psnr"], tmp_path
+    )
+    item = load_corpus(photo_folder)[0]
+    rows = executor.run_tasks([runner.Task(item, "gaussian_blur", 1, 0, (0, 1))])[0]
+    assert [r["restorer"] for r in rows] == ["identity", "tv"]
+    assert rows[0]["psnr"] == rows[0]["input_psnr"] and rows[1]["psnr"] != rows[0]["psnr"]
+    pair = executor.run_pair(runner.PairTask("p", item.path, item.path, (1,)))
+    assert [r["restorer"] for r in pair] == ["tv"] and pair[0]["error"] == ""
+    rebuilt = pickle.loads(pickle.dumps(executor.config())).build()  # what a worker does
+    assert [r.label for r in rebuilt.restorers] == ["identity", "tv"]
+    assert list(rebuilt.metrics) == ["psnr"]
+
+
+def test_report_shows_the_run_spec(photo_folder: Path, tmp_path: Path) -> None:
+    from restorelab.benchmark.runspec import load_run_spec
+
+    run = tmp_path / "run"
+    run_benchmark(photo_folder, _grid(), ["identity"], run, progress=False)
+    spec = load_run_spec(run)
+    assert spec == RunSpec.from_dict(read_run_info(run)["spec"])
+    lines = spec.describe()
+    assert lines[0] == "corpus: 3 images (ids with content hashes)"
+    assert any(line.startswith("  gaussian_blur: s1=") for line in lines)
+    assert all(len(line) <= 96 for line in lines)

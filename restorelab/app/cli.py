@@ -485,6 +485,7 @@ def report(
     skip_damaged: bool,
 ) -> None:
     """Means with 95 % bootstrap CIs, paired comparisons and breakdown severities of a run."""
+    from restorelab.benchmark.runspec import load_run_spec
     from restorelab.benchmark.stats import format_report, write_report
 
     limits = {}
@@ -503,6 +504,9 @@ def report(
         n_boot=n_boot,
         skip_damaged=skip_damaged,
     )
+    spec = load_run_spec(run_dir)
+    if spec is not None:
+        click.echo("run spec:\n  " + "\n  ".join(spec.describe()) + "\n")
     click.echo(format_report(run_dir))
     click.echo("\nwrote " + ", ".join(str(p) for p in paths.values()))
 
