@@ -34,6 +34,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -618,13 +619,17 @@ class CellExecutor:
             except Exception:
                 restored = None
         if restored is None:
-            result, error, _ = _run_restorer(self.restorers[index], [cell])[0]
+            restorer = self.restorers[index]
+            result, error, _ = _run_restorer(restorer, [cell])[0]
             if result is None:
                 out["error"] = f"re-running the cell to add {missing} failed: {error}"
                 out["_stage"] = "fill"
                 return out
             restored = result
             out["_filled"] = "rerun"
+            if self.save_images:
+                rel = self._restored_relpath(restorer, cell)
+                out["restored_file"], out["thumb_file"] = _save_image(self.run_dir, rel, restored)
         try:
             out.update(self._score(cell, restored, labels=missing))
         except Exception as exc:
@@ -764,18 +769,43 @@ def _clean_row(record: dict) -> dict:
     return out
 
 
-def _stored_rows(store: ResultsStore) -> tuple[dict[tuple, dict], list[PartProblem]]:
-    """The latest stored row per key, and the parts that could not be used."""
-    raw, problems = store.scan()
-    frame = store.latest(raw)
-    if frame.empty:
-        return {}, problems
-    keys = list(store.key_columns)
-    rows = {}
-    for record in frame.to_dict("records"):
-        row = _clean_row(record)
-        rows[tuple(row[k] for k in keys)] = row
-    return rows, problems
+class _StoredRows:
+    """The latest stored row per key, indexed without converting every row (a resumed run of a
+    million rows plans in seconds); rows become dicts only where they are needed."""
+
+    def __init__(self, store: ResultsStore) -> None:
+        raw, self.problems = store.scan()
+        self.frame = store.latest(raw)
+        keys = list(store.key_columns)
+        n = len(self.frame)
+        columns = [self.frame[c].tolist() for c in keys] if n else [[] for _ in keys]
+        self.index = {key: i for i, key in enumerate(zip(*columns, strict=True))}
+
+        def column(name: str, default: Any) -> list:
+            return self.frame[name].tolist() if n and name in self.frame else [default] * n
+
+        self._labels = column("metric_labels", "[]")
+        self._errors = column("error", "")
+        self._parsed: dict[str, frozenset[str]] = {}
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def get(self, key: tuple) -> int | None:
+        return self.index.get(key)
+
+    def has_all(self, i: int, labels: Sequence[str]) -> bool:
+        """Whether row ``i`` was scored with every metric of ``labels``."""
+        text = self._labels[i] if isinstance(self._labels[i], str) else "[]"
+        if text not in self._parsed:
+            self._parsed[text] = frozenset(json.loads(text))
+        return all(label in self._parsed[text] for label in labels)
+
+    def failed(self, i: int) -> bool:
+        return isinstance(self._errors[i], str) and bool(self._errors[i])
+
+    def row(self, i: int) -> dict:
+        return _clean_row(self.frame.iloc[i].to_dict())
 
 
 def _record_spec(
@@ -854,23 +884,18 @@ def _record_spec(
     return outcome[0]
 
 
-def _missing_labels(row: dict, labels: Sequence[str]) -> bool:
-    have = set(_labels_of(row))
-    return any(label not in have for label in labels)
-
-
 def _plan(
     items: list[CorpusItem],
     hashes: dict[str, str],
     grid: Grid,
     restorers: list[Restorer],
-    stored: dict[tuple, dict],
+    stored: _StoredRows,
     labels: Sequence[str],
-) -> tuple[list[Task], list[dict]]:
+) -> tuple[list[Task], list[int]]:
     """Tasks for every (cell, restorer) not stored yet or stored without some of ``labels``;
-    and the stored rows reused as they are."""
+    and the stored rows reused as they are (their indices in ``stored``)."""
     tasks: list[Task] = []
-    reused: list[dict] = []
+    reused: list[int] = []
     for item in items:
         for degradation, severity, seed in grid.cells():
             pending, fill = [], []
@@ -883,13 +908,13 @@ def _plan(
                     restorer.label,
                     restorer.config_hash,
                 )
-                row = stored.get(key)
-                if row is None:
+                found = stored.get(key)
+                if found is None:
                     pending.append(index)
-                elif _missing_labels(row, labels):
-                    fill.append((index, row))
+                elif not stored.has_all(found, labels):
+                    fill.append((index, stored.row(found)))
                 else:
-                    reused.append(row)
+                    reused.append(found)
             if pending or fill:
                 levels = grid.levels_for(degradation)
                 tasks.append(
@@ -960,14 +985,14 @@ def _start(
     shard: tuple[int, int],
     device: str | None,
     extra: dict,
-) -> tuple[ResultsStore, dict[tuple, dict], list[PartProblem], SpecDiff]:
+) -> tuple[ResultsStore, _StoredRows, list[PartProblem], SpecDiff]:
     """Shared set-up of grid and paired runs: stored rows, the spec check, ``run.json``."""
     run_dir.mkdir(parents=True, exist_ok=True)
     store = ResultsStore(run_dir)
     store.remove_stale_temp()
-    stored, problems = _stored_rows(store)
-    diff = _record_spec(run_dir, spec, bool(stored), restorers, shard, device, extra)
-    return store, stored, problems, diff
+    stored = _StoredRows(store)
+    diff = _record_spec(run_dir, spec, len(stored) > 0, restorers, shard, device, extra)
+    return store, stored, stored.problems, diff
 
 
 def _drive(
@@ -1005,7 +1030,8 @@ def _grid_rows(executor: CellExecutor, tasks: list[Task], workers: int) -> Itera
 def _summary(
     run_dir: Path,
     cells: int,
-    reused: list[dict],
+    stored: _StoredRows,
+    reused: list[int],
     tasks: Sequence[Task | PairTask],
     labels: Sequence[str],
     diff: SpecDiff,
@@ -1014,11 +1040,13 @@ def _summary(
     summary = BenchmarkSummary(run_dir, cells, 0, len(reused))
     summary.added = list(diff.added)
     summary.damaged_parts = list(problems)
-    missing = {m for task in tasks for _, row in task.fill for m in labels}
-    filled = {m for task in tasks for _, row in task.fill for m in missing - set(_labels_of(row))}
+    filled = {
+        m for task in tasks for _, row in task.fill for m in labels if m not in _labels_of(row)
+    }
     summary.filled_metrics = [m for m in labels if m in filled]
-    for row in reused:
-        if row["error"]:
+    for i in reused:
+        if stored.failed(i):
+            row = stored.row(i)
             cell = (
                 "paired"
                 if row["degradation"] == "paired"
@@ -1122,7 +1150,8 @@ def run_benchmark(
     )
     labels = list(executor.metrics)
     tasks, reused = _plan(items, fingerprint.as_dict(), grid, restorer_objs, stored, labels)
-    summary = _summary(run_dir, len(items) * len(grid), reused, tasks, labels, diff, problems)
+    cells = len(items) * len(grid)
+    summary = _summary(run_dir, cells, stored, reused, tasks, labels, diff, problems)
     sink = _RowSink(store, summary, flush_every)
     rows = _grid_rows(executor, tasks, workers)
     _drive(rows, len(tasks), f"bench {grid.name}", "cell", sink, progress)
@@ -1220,23 +1249,23 @@ def run_benchmark_pairs(
     )
     labels = list(executor.metrics)
     tasks: list[PairTask] = []
-    reused: list[dict] = []
+    reused: list[int] = []
     for image_id, lq_path, gt_path in pairs:
         pending, fill = [], []
         for index, r in enumerate(restorer_objs):
-            row = stored.get((image_id, "paired", 0, 0, r.label, r.config_hash))
-            if row is None:
+            found = stored.get((image_id, "paired", 0, 0, r.label, r.config_hash))
+            if found is None:
                 pending.append(index)
-            elif _missing_labels(row, labels):
-                fill.append((index, row))
+            elif not stored.has_all(found, labels):
+                fill.append((index, stored.row(found)))
             else:
-                reused.append(row)
+                reused.append(found)
         if pending or fill:
             image_hash = "/".join(hashes[image_id])
             tasks.append(
                 PairTask(image_id, lq_path, gt_path, tuple(pending), image_hash, tuple(fill))
             )
-    summary = _summary(run_dir, len(pairs), reused, tasks, labels, diff, problems)
+    summary = _summary(run_dir, len(pairs), stored, reused, tasks, labels, diff, problems)
     summary.unmatched = unmatched
     sink = _RowSink(store, summary, flush_every)
     rows = (executor.run_pair(task) for task in tasks)

@@ -18,8 +18,9 @@ import click
 
 from restorelab import __version__
 
-#: Errors that are the user's input, shown as one clear line instead of a traceback.
-_USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, KeyError, FileNotFoundError)
+#: Errors of the user's input or environment (bad values, unknown names, missing or unreadable
+#: files, a missing optional package), shown as one clear line instead of a traceback.
+_USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, KeyError, OSError, ImportError)
 #: Exit code of an internal error (a bug): ``EX_SOFTWARE`` of sysexits.h.
 EXIT_INTERNAL = 70
 
