@@ -82,8 +82,13 @@ class PartSchema:
         """Why ``schema`` (a part's) does not follow this declaration (empty when it does)."""
         meta = schema.metadata or {}
         found = meta.get(FORMAT_KEY, b"").decode(errors="replace")
+        if not found:
+            return [
+                f"no {self.format!r} tag: written by an older restorelab or another tool "
+                "(re-run the bench command into a new --out)"
+            ]
         if found != self.format:
-            return [f"format {found or 'missing'!r}, expected {self.format!r}"]
+            return [f"format {found!r}, expected {self.format!r}"]
         try:
             metrics = json.loads(meta.get(METRICS_KEY, b"[]"))
         except json.JSONDecodeError:

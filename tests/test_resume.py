@@ -289,3 +289,17 @@ def test_report_shows_the_run_spec(photo_folder: Path, tmp_path: Path) -> None:
     assert lines[0] == "corpus: 3 images (ids with content hashes)"
     assert any(line.startswith("  gaussian_blur: s1=") for line in lines)
     assert all(len(line) <= 96 for line in lines)
+
+
+def test_an_external_commands_script_is_part_of_its_identity(tmp_path: Path) -> None:
+    from restorelab.benchmark import create_restorer
+
+    script = tmp_path / "restore.py"
+    script.write_text("import shutil, sys; shutil.copy(sys.argv[1], sys.argv[2])\n", "utf-8")
+    spec = f"cmd:python {script} {{in}} {{out}}"
+    before = create_restorer(spec)
+    assert set(before.file_identities()) == {"command[1]"}
+    first_hash = before.config_hash
+    script.write_text("import shutil, sys; shutil.copy(sys.argv[1], sys.argv[2])  # v2\n", "utf-8")
+    after = create_restorer(spec)
+    assert after.label == before.label and after.config_hash != first_hash
