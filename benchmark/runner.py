@@ -891,9 +891,11 @@ def _plan(
     restorers: list[Restorer],
     stored: _StoredRows,
     labels: Sequence[str],
+    retry_failed: bool = False,
 ) -> tuple[list[Task], list[int]]:
-    """Tasks for every (cell, restorer) not stored yet or stored without some of ``labels``;
-    and the stored rows reused as they are (their indices in ``stored``)."""
+    """Tasks for every (cell, restorer) not stored yet, stored without some of ``labels``, or
+    (``retry_failed``) stored with an error; and the stored rows reused as they are (their
+    indices in ``stored``)."""
     tasks: list[Task] = []
     reused: list[int] = []
     for item in items:
@@ -909,7 +911,7 @@ def _plan(
                     restorer.config_hash,
                 )
                 found = stored.get(key)
-                if found is None:
+                if found is None or (retry_failed and stored.failed(found)):
                     pending.append(index)
                 elif not stored.has_all(found, labels):
                     fill.append((index, stored.row(found)))
@@ -1072,6 +1074,7 @@ def run_benchmark(
     progress: bool = True,
     save_images: bool = False,
     device: str | None = None,
+    retry_failed: bool = False,
 ) -> BenchmarkSummary:
     """Sweep ``restorers`` over every image of ``corpus`` × every cell of ``grid``.
 
@@ -1109,6 +1112,9 @@ def run_benchmark(
         under torchrun or accelerate a bare ``"cuda"`` is this rank's GPU, ``LOCAL_RANK``).
         External commands get that GPU as their only visible one. None leaves each metric and
         restorer on its default. Degradations always run on the CPU (same bytes everywhere).
+    retry_failed : bool
+        Run again the finished (cell, restorer) rows that hold an error (a timeout, an
+        out-of-memory); by default they are kept and reported as failed earlier.
 
     Returns
     -------
@@ -1149,7 +1155,8 @@ def run_benchmark(
         run_dir, spec, restorer_objs, (shard_index, shard_count), device, extra
     )
     labels = list(executor.metrics)
-    tasks, reused = _plan(items, fingerprint.as_dict(), grid, restorer_objs, stored, labels)
+    hashes = fingerprint.as_dict()
+    tasks, reused = _plan(items, hashes, grid, restorer_objs, stored, labels, retry_failed)
     cells = len(items) * len(grid)
     summary = _summary(run_dir, cells, stored, reused, tasks, labels, diff, problems)
     sink = _RowSink(store, summary, flush_every)
@@ -1187,6 +1194,7 @@ def run_benchmark_pairs(
     progress: bool = True,
     save_images: bool = False,
     device: str | None = None,
+    retry_failed: bool = False,
 ) -> BenchmarkSummary:
     """Score ``restorers`` on a paired test set with real degradations (RealSR, DRealSR, DIV2K).
 
@@ -1203,7 +1211,7 @@ def run_benchmark_pairs(
         The run folder (same layout and columns as :func:`run_benchmark`; rows have
         ``degradation="paired"``, ``severity=0``, ``seed=0``; ``image_id`` is the GT
         file's path relative to ``gt_dir`` without extension).
-    metrics, shard, flush_every, progress, save_images, device
+    metrics, shard, flush_every, progress, save_images, device, retry_failed
         As for :func:`run_benchmark` (``shard`` splits the pairs).
 
     Returns
@@ -1254,7 +1262,7 @@ def run_benchmark_pairs(
         pending, fill = [], []
         for index, r in enumerate(restorer_objs):
             found = stored.get((image_id, "paired", 0, 0, r.label, r.config_hash))
-            if found is None:
+            if found is None or (retry_failed and stored.failed(found)):
                 pending.append(index)
             elif not stored.has_all(found, labels):
                 fill.append((index, stored.row(found)))

@@ -52,6 +52,16 @@ def test_bench_exits_3_with_failures_grouped_and_a_broken_image_named_once(
     )
     assert again.exit_code == EXIT_CELLS_FAILED  # the run still has failed cells
     assert "20 rows failed earlier, kept" in again.output
+    retried = runner.invoke(
+        main,
+        [
+            *_bench(photo_folder, tiny_grid_file, run, "identity", "cmd:false {in} {out}"),
+            "--retry-failed",
+        ],
+    )
+    assert retried.exit_code == EXIT_CELLS_FAILED
+    assert "reused 12 finished rows, added 20 rows" in retried.output
+    assert len(load_results(run)) == 32
     (photo_folder / "zz_broken.png").unlink()
     fine = runner.invoke(main, _bench(photo_folder, tiny_grid_file, tmp_path / "ok", "identity"))
     assert fine.exit_code == 0, fine.output

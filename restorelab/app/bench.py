@@ -80,7 +80,8 @@ def report_bench(summary: BenchmarkSummary, out: str) -> None:
     for line in format_failures(summary.failures, summary.earlier_failures):
         click.echo(line, err=True)
     total = summary.rows_written + summary.rows_skipped + summary.rows_filled
-    click.echo(f"{failed} of {total} rows failed; exit code {EXIT_CELLS_FAILED}", err=True)
+    hint = " (--retry-failed runs them again)" if summary.earlier_failures else ""
+    click.echo(f"{failed} of {total} rows failed{hint}; exit code {EXIT_CELLS_FAILED}", err=True)
     sys.exit(EXIT_CELLS_FAILED)
 
 

@@ -306,6 +306,12 @@ def curate(
     help="auto, cpu, cuda or cuda:N: where learned metrics and GPU restorers run. Under "
     "torchrun / accelerate launch, cuda is this rank's GPU (LOCAL_RANK).",
 )
+@click.option(
+    "--retry-failed",
+    is_flag=True,
+    help="Run again the cells that failed in earlier calls (default: keep them, report them "
+    "and exit 3).",
+)
 @_friendly
 def bench(
     corpus: str | None,
@@ -318,6 +324,7 @@ def bench(
     shard: str | None,
     save_images: bool,
     device: str,
+    retry_failed: bool,
 ) -> None:
     """Sweep restorers over CORPUS × GRID (or a paired set); re-running resumes.
 
@@ -344,6 +351,7 @@ def bench(
             shard=shard,
             save_images=save_images,
             device=device,
+            retry_failed=retry_failed,
         )
     else:
         if not corpus or not grid_name:
@@ -358,6 +366,7 @@ def bench(
             shard=shard,
             save_images=save_images,
             device=device,
+            retry_failed=retry_failed,
         )
     report_bench(summary, out)
 
