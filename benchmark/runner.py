@@ -146,15 +146,16 @@ class BenchmarkSummary:
     def describe(self) -> str:
         """One line: what was reused, added, filled and refused."""
         parts = [f"reused {self.rows_skipped} finished rows", f"added {self.rows_written} rows"]
-        if self.added:
-            parts[-1] += f" (new: {', '.join(self.added)})"
         if self.rows_filled:
             parts.append(
                 f"filled {', '.join(self.filled_metrics)} into {self.rows_filled} finished rows "
                 f"({self.filled_from_saved} from saved images, {self.filled_by_rerun} re-run)"
             )
         parts.append("refused nothing")
-        return ", ".join(parts)
+        line = ", ".join(parts)
+        if self.added:
+            line += f" (new in this set-up: {', '.join(self.added)})"
+        return line
 
 
 def group_failures(failures: Sequence[CellFailure]) -> list[tuple[str, int, str]]:
