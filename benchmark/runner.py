@@ -64,6 +64,9 @@ from restorelab.results import (
 DEFAULT_METRICS = ("psnr", "ssim")
 #: Long side of the JPEG thumbnails written with ``save_images=True``.
 THUMB_SIZE = 256
+#: Content hashes of corpus files by (path, size, mtime, inode), so a resume does not re-read
+#: an unchanged corpus.
+HASH_CACHE = ".corpus-hashes.json"
 #: Columns written as text (missing values become "").
 _TEXT_COLUMNS = tuple(name for name, kind in RESULTS_SCHEMA.columns if kind == "string")
 
@@ -1147,7 +1150,7 @@ def run_benchmark(
         restorer_objs, list(metrics), run_dir, save_images=save_images, device=device
     )
     items = load_corpus(corpus)[shard_index::shard_count]
-    fingerprint = CorpusFingerprint.of(items)
+    fingerprint = CorpusFingerprint.of(items, cache=run_dir / HASH_CACHE)
     spec = RunSpec.build(
         restorer_objs, executor.metrics, corpus=fingerprint, grid=GridSpec.of(grid)
     )

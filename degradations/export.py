@@ -167,7 +167,7 @@ def export_degraded(
     """
     out = Path(out)
     items = load_corpus(corpus)
-    fingerprint = CorpusFingerprint.of(items)
+    fingerprint = CorpusFingerprint.of(items, cache=out / ".corpus-hashes.json")
     spec = GridSpec.of(grid)
     store = ResultsStore(out, schema=MANIFEST_SCHEMA, subdir=".manifest-parts")
     raw, problems = store.scan()

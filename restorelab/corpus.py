@@ -94,6 +94,16 @@ def content_hash(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()[:HASH_DIGITS]
 
 
+def _stat_key(path: str | os.PathLike) -> str | None:
+    """``"<resolved path>|<size>|<mtime ns>|<inode>"`` (None when the file cannot be stat'ed)."""
+    try:
+        resolved = Path(path).resolve()
+        st = resolved.stat()
+    except OSError:
+        return None
+    return f"{resolved}|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}"
+
+
 @dataclass(frozen=True)
 class CorpusFingerprint:
     """What a corpus *is* for a run: every ``image_id`` with the hash of its file's bytes.
@@ -105,9 +115,35 @@ class CorpusFingerprint:
     images: tuple[tuple[str, str], ...] = ()
 
     @classmethod
-    def of(cls, items: Iterable[CorpusItem]) -> CorpusFingerprint:
-        """Hash every item's file (reads each file once)."""
-        return cls.from_mapping({item.image_id: content_hash(item.path) for item in items})
+    def of(
+        cls, items: Iterable[CorpusItem], cache: str | os.PathLike | None = None
+    ) -> CorpusFingerprint:
+        """Hash every item's file (reads each file once).
+
+        ``cache``: a JSON file of earlier hashes keyed by the file's resolved path, size,
+        modification time (ns) and inode, as git's index does; a file whose stat is unchanged
+        is not read again. Updated under a lock (the ranks of a sharded run share it).
+        """
+        items = list(items)
+        if cache is None:
+            return cls.from_mapping({item.image_id: content_hash(item.path) for item in items})
+        from restorelab.results import update_json_locked
+
+        stats = {item.image_id: _stat_key(item.path) for item in items}
+        path = Path(cache)
+        known = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        hashes, fresh = {}, {}
+        for item in items:
+            key = stats[item.image_id]
+            if key is not None and key in known:
+                hashes[item.image_id] = known[key]
+            else:
+                hashes[item.image_id] = content_hash(item.path)
+                if key is not None and not hashes[item.image_id].startswith("unreadable"):
+                    fresh[key] = hashes[item.image_id]
+        if fresh:
+            update_json_locked(path, lambda old: {**old, **fresh})
+        return cls.from_mapping(hashes)
 
     @classmethod
     def from_mapping(cls, hashes: Mapping[str, str]) -> CorpusFingerprint:

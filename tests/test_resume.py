@@ -303,3 +303,25 @@ def test_an_external_commands_script_is_part_of_its_identity(tmp_path: Path) -> 
     script.write_text("import shutil, sys; shutil.copy(sys.argv[1], sys.argv[2])  # v2\n", "utf-8")
     after = create_restorer(spec)
     assert after.label == before.label and after.config_hash != first_hash
+
+
+def test_corpus_hashes_are_cached_by_file_stat(
+    photo_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import restorelab.corpus as corpus
+    from restorelab.corpus import CorpusFingerprint, load_corpus
+
+    cache = tmp_path / "hashes.json"
+    items = load_corpus(photo_folder)
+    first = CorpusFingerprint.of(items, cache=cache)
+    assert first == CorpusFingerprint.of(items)
+    read: list[str] = []
+    real = corpus.content_hash
+    monkeypatch.setattr(corpus, "content_hash", lambda p: read.append(Path(p).name) or real(p))
+    assert CorpusFingerprint.of(items, cache=cache) == first and read == []
+    image = np.asarray(Image.open(photo_folder / "coffee.png"))
+    Image.fromarray(255 - image).save(photo_folder / "coffee.png")  # new bytes, new stat
+    changed = CorpusFingerprint.of(items, cache=cache)
+    assert read == ["coffee.png"]
+    assert changed.as_dict()["coffee"] != first.as_dict()["coffee"]
+    assert changed.as_dict()["astronaut"] == first.as_dict()["astronaut"]
