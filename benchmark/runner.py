@@ -601,7 +601,13 @@ class CellExecutor:
 
     def _fill(self, cell: _Cell, index: int, row: dict) -> dict:
         """``row`` (finished) with the metrics it lacks: the input's from the re-made input,
-        the restoration's from its saved image when there is one, else by re-running it."""
+        the restoration's from its saved image when there is one, else by re-running it.
+
+        A re-run must reproduce the row's stored scores (the metrics of this call it already
+        has); if it does not (a restorer that is not deterministic), or the re-run fails, the
+        row is left as it was (``_filled`` = ``"failed"``, with ``_fill_error``), so its new
+        columns never come from another output than its old ones.
+        """
         missing = self._missing(row)
         out = dict(row)
         out["metric_labels"] = json.dumps(_labels_of(row) + missing)
@@ -622,23 +628,33 @@ class CellExecutor:
                 out["_filled"] = "saved"
             except Exception:
                 restored = None
+        restorer = self.restorers[index]
         if restored is None:
-            restorer = self.restorers[index]
             result, error, _ = _run_restorer(restorer, [cell])[0]
             if result is None:
-                out["error"] = f"re-running the cell to add {missing} failed: {error}"
-                out["_stage"] = "fill"
-                return out
+                return _unchanged(row, f"re-running the cell to add {missing} failed: {error}")
             restored = result
             out["_filled"] = "rerun"
+            known = [m for m in _labels_of(row) if m in self.metrics]
+            try:
+                again = self._score(cell, restored, labels=known)
+            except Exception as exc:
+                return _unchanged(row, f"re-scoring the re-run: {type(exc).__name__}: {exc}")
+            differ = [m for m in known if not _same_score(again[m], row.get(m))]
+            if differ:
+                return _unchanged(
+                    row,
+                    f"the re-run gave other {differ} than stored ({again[differ[0]]!r} vs "
+                    f"{row.get(differ[0])!r}): {restorer.label} is not deterministic here; "
+                    f"{missing} not added (bench with --save-images keeps outputs to score later)",
+                )
             if self.save_images:
                 rel = self._restored_relpath(restorer, cell)
                 out["restored_file"], out["thumb_file"] = _save_image(self.run_dir, rel, restored)
         try:
             out.update(self._score(cell, restored, labels=missing))
         except Exception as exc:
-            out["error"] = f"scoring added metrics {missing}: {type(exc).__name__}: {exc}"
-            out["_stage"] = "fill"
+            return _unchanged(row, f"scoring added metrics {missing}: {type(exc).__name__}: {exc}")
         return out
 
     # --- paired test sets ------------------------------------------------------------------
@@ -697,6 +713,22 @@ class CellExecutor:
             error = f"ValueError: restorer scale x{scale} does not fit pair scale x{factor}"
             rows += self._failed_rows(base, (i,), error, stage="restore")
         return rows
+
+
+def _unchanged(row: dict, reason: str) -> dict:
+    """A finished row left as stored because filling it failed (``reason``)."""
+    return {**row, "_filled": "failed", "_fill_error": reason, "_stage": "fill"}
+
+
+def _same_score(a: float, b: object, tol: float = 1e-6) -> bool:
+    """Whether a re-computed score equals the stored one (NaN equals NaN, inf equals inf)."""
+    try:
+        b = float(b)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+    if math.isnan(a) or math.isnan(b):
+        return math.isnan(a) and math.isnan(b)
+    return a == b or abs(a - b) <= tol * max(1.0, abs(a), abs(b))
 
 
 def _run_restorer(restorer: Restorer, cells: list[_Cell]) -> list[tuple]:
@@ -949,13 +981,16 @@ class _RowSink:
         for row in rows:
             stage = row.pop("_stage", "restore")
             filled = row.pop("_filled", None)
+            if filled == "failed":  # left as stored: reported, not rewritten
+                self._failure({**row, "error": row.pop("_fill_error")}, stage)
+                continue
             if filled is None:
                 self.summary.rows_written += 1
             else:
                 self.summary.rows_filled += 1
                 self.summary.filled_from_saved += filled == "saved"
                 self.summary.filled_by_rerun += filled == "rerun"
-            if row["error"] and (filled is None or stage == "fill"):
+            if row["error"] and filled is None:
                 self._failure(row, stage)
             self.buffer.append(row)
         if len(self.buffer) >= self.flush_every:

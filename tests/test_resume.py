@@ -325,3 +325,43 @@ def test_corpus_hashes_are_cached_by_file_stat(
     assert read == ["coffee.png"]
     assert changed.as_dict()["coffee"] != first.as_dict()["coffee"]
     assert changed.as_dict()["astronaut"] == first.as_dict()["astronaut"]
+
+
+@register_restorer
+class Jitter(Restorer):
+    """Test restorer that is not deterministic: adds fresh noise on every call."""
+
+    name = "jitter_test"
+    defaults: ClassVar[dict[str, Any]] = {}
+
+    def restore_array(self, image: np.ndarray) -> np.ndarray:
+        noise = np.random.default_rng().integers(-3, 4, image.shape)
+        return np.clip(image.astype(int) + noise, 0, 255).astype(np.uint8)
+
+
+def test_a_re_run_that_does_not_reproduce_its_scores_adds_nothing(
+    photo_folder: Path, tmp_path: Path
+) -> None:
+    run, kept = tmp_path / "run", tmp_path / "kept"
+    grid = _grid((1,))
+    run_benchmark(photo_folder, grid, ["jitter_test"], run, metrics=["psnr"], progress=False)
+    before = load_results(run)
+    more = run_benchmark(
+        photo_folder, grid, ["jitter_test"], run, metrics=["psnr", "ssim"], progress=False
+    )
+    assert more.rows_filled == 0 and len(more.failures) == 6
+    assert "not deterministic" in more.failures[0].reason
+    after = load_results(run)
+    assert after["ssim"].isna().all() if "ssim" in after else True
+    assert np.array_equal(
+        after.sort_values("image_id")["psnr"], before.sort_values("image_id")["psnr"]
+    )
+    # with the outputs kept, the added metric is scored on the very images scored before
+    run_benchmark(
+        photo_folder, grid, ["jitter_test"], kept, metrics=["psnr"], save_images=True,
+        progress=False,
+    )  # fmt: skip
+    filled = run_benchmark(
+        photo_folder, grid, ["jitter_test"], kept, metrics=["psnr", "ssim"], progress=False
+    )
+    assert (filled.rows_filled, filled.filled_from_saved, len(filled.failures)) == (6, 6, 0)
