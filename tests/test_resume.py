@@ -365,3 +365,15 @@ def test_a_re_run_that_does_not_reproduce_its_scores_adds_nothing(
         photo_folder, grid, ["jitter_test"], kept, metrics=["psnr", "ssim"], progress=False
     )
     assert (filled.rows_filled, filled.filled_from_saved, len(filled.failures)) == (6, 6, 0)
+
+
+def test_shards_merge_their_images_into_one_spec(photo_folder: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    first = run_benchmark(photo_folder, _grid(), ["identity"], run, shard="0/2", progress=False)
+    second = run_benchmark(photo_folder, _grid(), ["identity"], run, shard="1/2", progress=False)
+    assert first.rows_written + second.rows_written == 12 and second.rows_skipped == 0
+    assert second.added == ["1 image(s)"]
+    spec = RunSpec.from_dict(read_run_info(run)["spec"])
+    assert sorted(dict(spec.corpus.images)) == ["astronaut", "chelsea", "coffee"]
+    whole = run_benchmark(photo_folder, _grid(), ["identity"], run, progress=False)
+    assert (whole.rows_written, whole.rows_skipped, whole.added) == (0, 12, [])
