@@ -152,8 +152,10 @@ class BenchmarkSummary:
         if self.rows_filled:
             parts.append(
                 f"filled {', '.join(self.filled_metrics)} into {self.rows_filled} finished rows "
-                f"({self.filled_from_saved} from saved images, {self.filled_by_rerun} re-run)"
+                f"({self.filled_from_saved} from saved images, {self.filled_by_rerun} re-run"
             )
+            failed = self.rows_filled - self.filled_from_saved - self.filled_by_rerun
+            parts[-1] += f", {failed} failed rows: input scores only)" if failed else ")"
         parts.append("refused nothing")
         line = ", ".join(parts)
         if self.added:
