@@ -10,8 +10,10 @@ package data, so a new subpackage or data file can never be left out of the whee
 from __future__ import annotations
 
 import os
+import shutil
 
 from setuptools import setup
+from setuptools.command.build_py import build_py
 
 # distribution package -> source folder (relative to this file)
 PACKAGE_ROOTS = {
@@ -57,8 +59,30 @@ def discover(roots: dict[str, str]) -> tuple[list[str], dict[str, str], dict[str
     return packages, package_dir, package_data
 
 
+class CleanBuildPy(build_py):
+    """``build_py`` that starts from an empty ``build/lib/restorelab``.
+
+    setuptools reuses ``build/lib`` between builds in one checkout, so a module or data file
+    deleted from the sources would otherwise still ship in the next ``pip wheel .``.
+    """
+
+    def run(self) -> None:
+        for top in sorted({name.split(".")[0] for name in self.packages or ()}):
+            shutil.rmtree(os.path.join(self.build_lib, top), ignore_errors=True)
+        super().run()
+
+
 if __name__ == "__main__":
     here = os.path.dirname(os.path.abspath(__file__))
     os.chdir(here)
     PACKAGES, PACKAGE_DIR, PACKAGE_DATA = discover(PACKAGE_ROOTS)
-    setup(packages=PACKAGES, package_dir=PACKAGE_DIR, package_data=PACKAGE_DATA)
+    # include_package_data=False: the wheel carries exactly what discover() found (MANIFEST.in
+    # only shapes the sdist), and setuptools does not mistake data folders such as grids/ for
+    # packages left out of `packages`.
+    setup(
+        packages=PACKAGES,
+        package_dir=PACKAGE_DIR,
+        package_data=PACKAGE_DATA,
+        include_package_data=False,
+        cmdclass={"build_py": CleanBuildPy},
+    )

@@ -1,21 +1,28 @@
 """The Real-ESRGAN high-order degradation pipeline (Wang et al., ICCV-W 2021).
 
-A re-implementation, from the paper and the published training configuration, of the
-synthetic "second-order" degradation model used to train Real-ESRGAN:
+A re-implementation, from the paper and the published training code's description, of the
+synthetic "second-order" degradation model used to train Real-ESRGAN. The stage layout is the
+published code's (Real-ESRGAN 0.3.0 ``RealESRGANModel.feed_data``, kernels drawn as in BasicSR
+``RealESRGANDataset``):
 
 1. first stage: blur (one of six Gaussian-like kernels, or a 2-D sinc) → random resize →
    Gaussian or Poisson noise (colour or gray) → JPEG;
-2. second stage: the same four steps with milder ranges (the blur is applied with
-   probability 0.8, and the resize targets a size relative to the final ``1/4`` size);
+2. second stage: blur (with probability 0.8) → random resize to a size relative to the final
+   ``1/4`` size → noise, with milder ranges and **no JPEG**;
 3. final step, in one of two random orders: [resize to ``1/4`` + optional sinc] then JPEG,
    or JPEG then [resize to ``1/4`` + optional sinc].
+
+So the second order makes two JPEG round trips (first stage and final step), as the first
+order does. The paper's Fig. 2 draws a JPEG in each stage; that variant (three round trips)
+is the level ``"second_order_jpeg_per_stage"``, off by default and not the published code.
 
 Default parameters mirror ``options/train_realesrgan_x4plus.yml`` of xinntao/Real-ESRGAN
 (see :data:`REALESRGAN_DEFAULTS`); the sampling logic follows the paper and the published
 dataset/model description (kernel sizes, sinc cut-off ranges, the β split at 1, the Poisson
 "number of grey levels" rule). No code was taken from those repositories.
 
-Known differences from the published pipeline, on purpose:
+Known differences from the published pipeline, on purpose (their measured sizes are in
+docs/DEGRADATIONS.md):
 
 - The clean image is degraded as is. The published training code degrades an
   unsharp-masked (USM) copy of the ground truth; that sharpening is a training-target
@@ -50,6 +57,7 @@ from restorelab.degradations.base import register_degradation, to_uint8
 
 __all__ = [
     "KERNEL_TYPES",
+    "LEVELS",
     "REALESRGAN_DEFAULTS",
     "RealESRGANConfig",
     "StageConfig",
@@ -75,6 +83,11 @@ KERNEL_TYPES: tuple[str, ...] = (
 #: The two orders of the final step, as recorded in ``params["final"]["order"]``.
 FINAL_ORDERS: tuple[str, str] = ("resize_sinc_then_jpeg", "jpeg_then_resize_sinc")
 
+#: Values of the op's ``level``: the severity table (first and second order, the published
+#: layout) and the paper-figure variant with a JPEG in each stage (not in the table; pass it
+#: as a level, e.g. ``apply_level(image, "realesrgan", "second_order_jpeg_per_stage")``).
+LEVELS: tuple[str, ...] = ("first_order", "second_order", "second_order_jpeg_per_stage")
+
 #: Interpolation modes of ``torch.nn.functional.interpolate`` drawn uniformly at each resize.
 RESIZE_MODES: tuple[str, ...] = ("area", "bilinear", "bicubic")
 
@@ -86,7 +99,7 @@ RESIZE_MODES: tuple[str, ...] = ("area", "bilinear", "bicubic")
 
 @dataclass(frozen=True)
 class StageConfig:
-    """Sampling ranges of one degradation stage (blur → resize → noise → JPEG).
+    """Sampling ranges of one degradation stage (blur → resize → noise, and JPEG in the first).
 
     Ranges are closed intervals ``(low, high)`` sampled uniformly. σ of the blur kernels is in
     pixels; Gaussian-noise σ is on the 0-255 scale; JPEG quality is the libjpeg quality factor.
@@ -106,7 +119,7 @@ class StageConfig:
     noise_range: tuple[float, float]  # Gaussian σ, on the 0-255 scale
     poisson_scale_range: tuple[float, float]  # multiplier of the Poisson noise
     gray_noise_prob: float  # probability that the noise is the same in all channels
-    jpeg_range: tuple[float, float]  # JPEG quality range
+    jpeg_range: tuple[float, float]  # JPEG quality range (first stage; final step: second's)
 
 
 @dataclass(frozen=True)
@@ -162,7 +175,7 @@ REALESRGAN_DEFAULTS = RealESRGANConfig(
         noise_range=(1.0, 25.0),  # noise_range2 (0-255 scale)
         poisson_scale_range=(0.05, 2.5),  # poisson_scale_range2
         gray_noise_prob=0.4,  # gray_noise_prob2
-        jpeg_range=(30.0, 95.0),  # jpeg_range2 (also the final step's JPEG)
+        jpeg_range=(30.0, 95.0),  # jpeg_range2: the final step's JPEG (and the variant's 2nd)
     ),
     final_sinc_prob=0.8,  # final_sinc_prob
     final_sinc_cutoff=(math.pi / 3, math.pi),  # dataset: final sinc ω_c ~ U[π/3, π]
@@ -490,21 +503,33 @@ def _stage(
     stage: StageConfig,
     config: RealESRGANConfig,
     base_size: tuple[float, float] | None,
+    *,
+    name: str,
+    jpeg: bool,
+    ops: list[str],
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    """One degradation stage: blur → resize → noise → JPEG."""
+    """One degradation stage: blur → resize → noise, then JPEG if ``jpeg``.
+
+    Appends ``"<name>.<operation>"`` to ``ops`` for each operation that ran, in order.
+    """
     params: dict[str, Any] = {}
     if stage.blur_prob >= 1.0 or rng.random() < stage.blur_prob:
         kernel, kernel_params = _sample_blur_kernel(rng, stage, config)
         image = _filter(image, kernel)
         params["blur"] = {"applied": True, **kernel_params}
+        ops.append(f"{name}.blur")
     else:
         params["blur"] = {"applied": False}
     image, params["resize"] = _random_resize(image, rng, stage, base_size)
+    ops.append(f"{name}.resize")
     if rng.random() < stage.gaussian_noise_prob:
         image, params["noise"] = _gaussian_noise(image, rng, stage)
     else:
         image, params["noise"] = _poisson_noise(image, rng, stage)
-    image, params["jpeg"] = _jpeg(image, rng, stage.jpeg_range)
+    ops.append(f"{name}.noise")
+    if jpeg:
+        image, params["jpeg"] = _jpeg(image, rng, stage.jpeg_range)
+        ops.append(f"{name}.jpeg")
     return image, params
 
 
@@ -513,8 +538,13 @@ def _final_step(
     rng: np.random.Generator,
     config: RealESRGANConfig,
     lr_size: tuple[int, int],
+    ops: list[str],
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    """[resize to ``lr_size`` + optional sinc] and JPEG, in a random order."""
+    """[resize to ``lr_size`` + optional sinc] and JPEG, in a random order.
+
+    Appends ``"final.resize"``, ``"final.sinc"`` (when drawn) and ``"final.jpeg"`` to ``ops``
+    in the order they ran.
+    """
     order = FINAL_ORDERS[0] if rng.random() < config.final_order_prob else FINAL_ORDERS[1]
     mode = RESIZE_MODES[int(rng.integers(len(RESIZE_MODES)))]
     if rng.random() < config.final_sinc_prob:
@@ -527,13 +557,19 @@ def _final_step(
 
     def resize_and_sinc(x: np.ndarray) -> np.ndarray:
         x = _resize(x, mode, size=lr_size)
-        return x if sinc is None else _filter(x, sinc)
+        ops.append("final.resize")
+        if sinc is None:
+            return x
+        ops.append("final.sinc")
+        return _filter(x, sinc)
 
     if order == FINAL_ORDERS[0]:
         image = resize_and_sinc(image)
         image, jpeg_params = _jpeg(image, rng, config.second.jpeg_range)
+        ops.append("final.jpeg")
     else:
         image, jpeg_params = _jpeg(image, rng, config.second.jpeg_range)
+        ops.append("final.jpeg")
         image = resize_and_sinc(image)
     return image, {
         "order": order,
@@ -558,22 +594,26 @@ def _final_step(
 def realesrgan(image: np.ndarray, level: str, rng: np.random.Generator) -> tuple:
     """Real-ESRGAN synthetic degradation (×4), resized back to the input size with bicubic.
 
-    Severity 1 (``"first_order"``) applies only the first stage (blur → resize → noise →
-    JPEG) and then the final step; severity 2 (``"second_order"``) is the full published
-    second-order pipeline: first stage, second stage (blur with probability 0.8 → resize
-    relative to the ``1/4`` size → noise → JPEG), final step. The final step is, with
-    probability ½ each, [resize to ``(H // 4, W // 4)`` + 2-D sinc with probability 0.8] then
-    JPEG, or JPEG then [resize + sinc]. The ``1/4``-size result is rounded to 8 bits and
-    resized back up to (H, W) with bicubic interpolation (PyTorch, ``align_corners=False``)
-    and clipped, since SUPIR-style restorers take the low-quality image at the target size.
-    Parameters are :data:`REALESRGAN_DEFAULTS` (the published ``train_realesrgan_x4plus.yml``).
+    Severity 1 (``"first_order"``) applies the first stage (blur → resize → noise → JPEG)
+    and then the final step; severity 2 (``"second_order"``) is the published second-order
+    pipeline: first stage, second stage (blur with probability 0.8 → resize relative to the
+    ``1/4`` size → noise, no JPEG), final step. The final step is, with probability ½ each,
+    [resize to ``(H // 4, W // 4)`` + 2-D sinc with probability 0.8] then JPEG, or JPEG then
+    [resize + sinc]. Both severities thus make two JPEG round trips. The ``1/4``-size result
+    is rounded to 8 bits and resized back up to (H, W) with bicubic interpolation (PyTorch,
+    ``align_corners=False``) and clipped, since SUPIR-style restorers take the low-quality
+    image at the target size. Parameters are :data:`REALESRGAN_DEFAULTS` (the published
+    ``train_realesrgan_x4plus.yml``).
 
     Parameters
     ----------
     image : ndarray of float64, shape (H, W, 3)
         Clean RGB image in [0, 1]; any size (≥ 32 px a side is the intended use).
-    level : {"first_order", "second_order"}
-        The severity-table entry.
+    level : {"first_order", "second_order", "second_order_jpeg_per_stage"}
+        The severity-table entry, or the variant drawn in the paper's Fig. 2 (a JPEG at the
+        end of the second stage too: three round trips). The variant is not the published
+        code and not in the severity table; at one seed it is ``"second_order"`` plus that
+        JPEG (the earlier draws are the same).
     rng : numpy.random.Generator
         The only source of randomness. Three child generators are drawn from it, one each for
         the first stage, the second stage and the final step, so at one seed severity 1 is
@@ -584,11 +624,17 @@ def realesrgan(image: np.ndarray, level: str, rng: np.random.Generator) -> tuple
     out : ndarray of float64, shape (H, W, 3)
         The degraded image in [0, 1].
     params : dict
-        JSON-serialisable record of every draw: ``"first"`` (and ``"second"``) with the
-        ``"blur"`` kernel type, size, σx/σy/θ/β or sinc cut-off, the ``"resize"`` direction,
-        scale, mode and size, the ``"noise"`` kind, σ or scale and gray flag, the ``"jpeg"``
-        quality; ``"final"`` with the ``"order"``, resize mode/size, ``"sinc"`` and
-        ``"jpeg"``; plus ``"stages"``, ``"scale"`` and ``"lr_size"``.
+        JSON-serialisable record of every draw: ``"ops"``, the operations that ran in order
+        (``"first.blur"``, ``"first.resize"``, ``"first.noise"``, ``"first.jpeg"``,
+        ``"second.blur"`` when drawn, ``"second.resize"``, ``"second.noise"``,
+        ``"second.jpeg"`` in the variant only, then ``"final.resize"``, ``"final.sinc"`` when
+        drawn and ``"final.jpeg"`` in the drawn order, then ``"round"`` to 8 bits and
+        ``"resize_back"``); ``"layout"`` (``"published"`` or ``"jpeg_per_stage"``);
+        ``"first"`` (and ``"second"``) with the ``"blur"`` kernel type, size, σx/σy/θ/β or sinc
+        cut-off, the ``"resize"`` direction, scale, mode and size, the ``"noise"`` kind, σ or
+        scale and gray flag, and the ``"jpeg"`` quality where a JPEG ran; ``"final"`` with the
+        ``"order"``, resize mode/size, ``"sinc"`` and ``"jpeg"``; plus ``"stages"``,
+        ``"scale"`` and ``"lr_size"``.
 
     Notes
     -----
@@ -596,8 +642,8 @@ def realesrgan(image: np.ndarray, level: str, rng: np.random.Generator) -> tuple
     Pillow JPEG at an integer quality instead of DiffJPEG; mirror padding extended
     periodically for images smaller than the kernel; the bicubic resize back to (H, W).
     """
-    if level not in ("first_order", "second_order"):
-        raise ValueError(f"realesrgan: unknown level {level!r}")
+    if level not in LEVELS:
+        raise ValueError(f"realesrgan: unknown level {level!r}; expected one of {LEVELS}")
     config = REALESRGAN_DEFAULTS
     h, w = image.shape[:2]
     lr_size = (max(1, h // config.scale), max(1, w // config.scale))
@@ -606,15 +652,33 @@ def realesrgan(image: np.ndarray, level: str, rng: np.random.Generator) -> tuple
     )
 
     out = np.asarray(image, dtype=np.float64)
-    params: dict[str, Any] = {"stages": 2 if level == "second_order" else 1}
-    out, params["first"] = _stage(out, first_rng, config.first, config, base_size=None)
-    if level == "second_order":
+    ops: list[str] = []
+    second_order = level != "first_order"
+    params: dict[str, Any] = {
+        "stages": 2 if second_order else 1,
+        "layout": "jpeg_per_stage" if level == "second_order_jpeg_per_stage" else "published",
+        "ops": ops,
+    }
+    out, params["first"] = _stage(
+        out, first_rng, config.first, config, None, name="first", jpeg=True, ops=ops
+    )
+    if second_order:
         base = (h / config.scale, w / config.scale)
-        out, params["second"] = _stage(out, second_rng, config.second, config, base_size=base)
-    out, params["final"] = _final_step(out, final_rng, config, lr_size)
+        out, params["second"] = _stage(
+            out,
+            second_rng,
+            config.second,
+            config,
+            base,
+            name="second",
+            jpeg=params["layout"] == "jpeg_per_stage",
+            ops=ops,
+        )
+    out, params["final"] = _final_step(out, final_rng, config, lr_size, ops)
 
     low = np.clip(np.rint(out * 255.0), 0, 255) / 255.0
     up = _resize(low, "bicubic", size=(h, w))
+    ops += ["round", "resize_back"]
     params["scale"] = config.scale
     params["lr_size"] = [int(lr_size[0]), int(lr_size[1])]
     return np.clip(up, 0.0, 1.0), params

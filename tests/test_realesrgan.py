@@ -1,4 +1,5 @@
-"""The Real-ESRGAN second-order degradation: kernels, published defaults, the pipeline."""
+"""The Real-ESRGAN second-order degradation: kernels, published defaults, the stage layout of
+the published code (JPEG round trips per severity), the pipeline and its mean PSNR."""
 
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ import pytest
 import torch
 
 from restorelab.degradations import degrade, degrade_with_params, get_degradation
+from restorelab.degradations.base import apply_level
 from restorelab.degradations.realesrgan import (
     KERNEL_TYPES,
+    LEVELS,
     REALESRGAN_DEFAULTS,
     anisotropic_gaussian_kernel,
     circular_lowpass_kernel,
@@ -176,16 +179,20 @@ def test_the_op_returns_float_in_unit_range(astronaut: np.ndarray) -> None:
 
 
 def test_params_record_every_draw_and_are_json(astronaut: np.ndarray) -> None:
-    stage_keys = {"blur", "resize", "noise", "jpeg"}
+    stage_keys = {
+        "first": {"blur", "resize", "noise", "jpeg"},
+        "second": {"blur", "resize", "noise"},
+    }
     kinds = set()
     for seed in range(12):
         params = degrade_with_params(astronaut, "realesrgan", 2, seed=seed).params
         assert json.loads(json.dumps(params)) == params
         assert params["level"] == "second_order" and params["stages"] == 2
+        assert params["layout"] == "published"
         assert params["scale"] == 4 and params["lr_size"] == [32, 32]
         for name in ("first", "second"):
             stage = params[name]
-            assert set(stage) == stage_keys
+            assert set(stage) == stage_keys[name]
             blur = stage["blur"]
             if blur["applied"]:
                 kinds.add(blur["kernel_type"])
@@ -204,7 +211,8 @@ def test_params_record_every_draw_and_are_json(astronaut: np.ndarray) -> None:
             assert noise["kind"] in ("gaussian", "poisson")
             assert isinstance(noise["gray"], bool)
             assert ("sigma" if noise["kind"] == "gaussian" else "scale") in noise
-            assert 30 <= stage["jpeg"]["quality"] <= 95
+            if "jpeg" in stage:
+                assert 30 <= stage["jpeg"]["quality"] <= 95
         final = params["final"]
         assert final["order"] in ("resize_sinc_then_jpeg", "jpeg_then_resize_sinc")
         assert final["resize"]["size"] == [32, 32]
@@ -222,12 +230,102 @@ def test_first_order_is_second_order_without_its_second_stage(astronaut: np.ndar
     assert one["final"]["sinc"] == two["final"]["sinc"]
 
 
-def test_second_order_degrades_more_on_average(astronaut: np.ndarray) -> None:
-    seeds = range(8)
-    first = [psnr(astronaut, degrade(astronaut, "realesrgan", 1, seed=s)) for s in seeds]
-    second = [psnr(astronaut, degrade(astronaut, "realesrgan", 2, seed=s)) for s in seeds]
-    assert np.mean(second) < np.mean(first), (first, second)
-    assert np.mean(first) < 40  # it does degrade
+# ------------------------------------------------------------------------- stage layout
+
+
+def expected_ops(params: dict) -> list[str]:
+    """The operations the published layout runs for these draws, in order (the variant adds
+    ``second.jpeg``): what ``params["ops"]`` must say."""
+    ops = ["first.blur", "first.resize", "first.noise", "first.jpeg"]
+    if "second" in params:
+        ops += ["second.blur"] if params["second"]["blur"]["applied"] else []
+        ops += ["second.resize", "second.noise"]
+        ops += ["second.jpeg"] if params["layout"] == "jpeg_per_stage" else []
+    final = params["final"]
+    resize_sinc = ["final.resize"] + (["final.sinc"] if final["sinc"]["applied"] else [])
+    if final["order"] == "resize_sinc_then_jpeg":
+        ops += [*resize_sinc, "final.jpeg"]
+    else:
+        ops += ["final.jpeg", *resize_sinc]
+    return [*ops, "round", "resize_back"]
+
+
+# level -> the JPEG round trips, in order (published code: first stage and final step only)
+JPEG_ROUND_TRIPS = {
+    "first_order": ["first.jpeg", "final.jpeg"],
+    "second_order": ["first.jpeg", "final.jpeg"],
+    "second_order_jpeg_per_stage": ["first.jpeg", "second.jpeg", "final.jpeg"],
+}
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_stage_layout_and_jpeg_round_trips(level: str, astronaut: np.ndarray) -> None:
+    image = np.ascontiguousarray(astronaut[:64, :64])
+    seen = set()
+    for seed in range(16):
+        params = apply_level(image, "realesrgan", level, seed).params
+        ops = params["ops"]
+        assert ops == expected_ops(params), (seed, ops)
+        assert [op for op in ops if op.endswith(".jpeg")] == JPEG_ROUND_TRIPS[level]
+        assert ("second" in params) == (level != "first_order")
+        assert ("jpeg" in params.get("second", {})) == (level == "second_order_jpeg_per_stage")
+        assert params["layout"] == (
+            "jpeg_per_stage" if level == "second_order_jpeg_per_stage" else "published"
+        )
+        seen.add(params["final"]["order"])
+        if "second" in params:
+            seen.add(params["second"]["blur"]["applied"])
+    # both final orders ran; the second stage both blurred and skipped its blur (p = 0.8)
+    assert {"resize_sinc_then_jpeg", "jpeg_then_resize_sinc"} <= seen
+    if level != "first_order":
+        assert {True, False} <= seen
+
+
+def test_the_jpeg_per_stage_variant_is_second_order_plus_one_jpeg(astronaut: np.ndarray) -> None:
+    assert get_degradation("realesrgan").levels == ("first_order", "second_order")  # not default
+    for seed in range(3):
+        published = degrade_with_params(astronaut, "realesrgan", 2, seed=seed)
+        variant = apply_level(astronaut, "realesrgan", "second_order_jpeg_per_stage", seed)
+        # the same draws up to the second stage's noise; the variant then JPEGs once more
+        assert variant.params["first"] == published.params["first"]
+        second = dict(variant.params["second"])
+        assert 30 <= second.pop("jpeg")["quality"] <= 95
+        assert second == published.params["second"]
+        assert not np.array_equal(variant.image, published.image)
+    with pytest.raises(ValueError, match="unknown level"):
+        apply_level(astronaut, "realesrgan", "third_order", 0)
+
+
+# ------------------------------------------------------------------- mean PSNR per severity
+
+# Mean PSNR (dB, uint8 RGB, whole image) of severities 1 and 2 over seeds 0-23 on the
+# ``photos`` fixture (astronaut, coffee, chelsea at 96 px; 72 images each). Recorded from
+# restorelab's own implementation, not from the published code, after its second order was
+# checked against BasicSR 1.4.2 driven in the published feed_data order with the two documented
+# deviations (pooled difference within ±0.15 dB on six 256² photographs, see
+# docs/DEGRADATIONS.md), on 2026-12-06 with numpy 2.4.6, Pillow 13.0.0 (libjpeg-turbo),
+# torch 2.14.1, scipy 1.17.1. Per-image PSNRs spread with SD ≈ 2.4-2.5 dB, so these are not
+# population means (SE ≈ 0.3 dB); the seeds are fixed, so the check is exact up to numeric drift
+# of the libraries, which TOLERANCE_DB allows. The paper-figure variant (one more JPEG, the
+# layout this project had before) gives 17.18 dB at severity 2 on the same draws (0.10 dB lower,
+# paired t = -4.3), outside the tolerance. Re-record only after re-checking against the reference.
+RECORDED_MEAN_PSNR = {1: 18.1636, 2: 17.2816}
+TOLERANCE_DB = 0.03
+
+
+@pytest.mark.parametrize("severity", [1, 2])
+def test_mean_psnr_per_severity_matches_the_recorded_values(
+    severity: int, photos: dict[str, np.ndarray]
+) -> None:
+    values = [
+        psnr(image, degrade(image, "realesrgan", severity, seed=seed))
+        for image in photos.values()
+        for seed in range(24)
+    ]
+    assert len(values) == 72
+    mean = float(np.mean(values))
+    assert abs(mean - RECORDED_MEAN_PSNR[severity]) <= TOLERANCE_DB, (severity, mean)
+    assert RECORDED_MEAN_PSNR[2] < RECORDED_MEAN_PSNR[1] < 40  # it degrades, the second more
 
 
 @pytest.mark.parametrize("severity", [1, 2])

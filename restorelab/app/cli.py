@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import importlib.util
 import json
 import math
 import os
@@ -137,6 +138,14 @@ def doctor() -> None:
     click.echo(format_report(run_checks()))
 
 
+def dashboard_app_file() -> Path:
+    """The Streamlit script of ``restorelab.dashboard`` (source folder or installed wheel)."""
+    spec = importlib.util.find_spec("restorelab.dashboard")
+    if spec is None or not spec.submodule_search_locations:
+        raise click.ClickException("the restorelab.dashboard package is not installed")
+    return Path(next(iter(spec.submodule_search_locations))) / "app.py"
+
+
 @main.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--port", type=int, default=8501, show_default=True)
@@ -148,11 +157,7 @@ def doctor() -> None:
 )
 def dashboard(run_dir: str, port: int, address: str) -> None:
     """Start the Streamlit dashboard on RUN_DIR."""
-    app = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
-    if not app.is_file():  # installed as a wheel: the app sits in the package
-        from restorelab import dashboard as package
-
-        app = Path(package.__file__).parent / "app.py"
+    app = dashboard_app_file()
     command = [
         sys.executable,
         "-m",
