@@ -21,14 +21,23 @@ side re-encoded as JPEG q95, each a little different), so that near-duplicate gr
 work. The working folder is built once under a temporary directory (flat, JPEG/PNG files as
 they are) and both tools read it.
 
-Needs cleanvision, which is not a dependency of restorelab::
+``--odd`` stores every photo in the form of the folder of issue 14 instead, cycling through
+a lossless PNG, an RGBA PNG, a 16-bit PNG, a CMYK JPEG, an EXIF-rotated JPEG and the JPEG
+as it is (with ``--large`` the two 8.3 and 17.9 MP ``abstract/Elephants_*.jpg`` photos join
+the set): files that cannot be copied, so the export has to encode them.
+
+Needs cleanvision, which is not a dependency of restorelab; install it into this environment
+or into a throwaway one and pass its interpreter::
 
     .venv/bin/pip install cleanvision==0.3.7
+    # or: python3 -m venv /tmp/cv && /tmp/cv/bin/pip install cleanvision==0.3.7
+    #     ... --cleanvision-python /tmp/cv/bin/python
 
 Run::
 
     .venv/bin/python benchmarks/curation.py [--photos DIR] [--copies 4] [--repeat 3]
-        [--json FILE] [--keep DIR]
+        [--odd] [--large] [--cleanvision-python PY] [--json FILE] [--keep DIR]
+    .venv/bin/python benchmarks/curation.py --profile   # per-signal cost on >= 5 MP photos
 """
 
 from __future__ import annotations
@@ -106,6 +115,43 @@ def source_photos(photos: Path | None) -> list[Path]:
     return sorted(p for p in photos.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_ENDINGS)
 
 
+#: Photos of at least 5 MP in mate-backgrounds (8.3 and 17.9 MP).
+MATE_LARGE = ("abstract/Elephants_3840x2160.jpg", "abstract/Elephants_5640x3172.jpg")
+#: The forms ``--odd`` cycles through.
+ODD_FORMS = ("png", "rgba", "png16", "cmyk", "rotated", "jpeg")
+
+
+def _save_odd(image, path: Path, form: str, source: Path) -> Path:
+    """Save ``image`` (RGB PIL) under ``path``'s stem in ``form``; returns the file."""
+    import numpy as np
+    from PIL import Image
+
+    if form == "png":
+        target = path.with_suffix(".png")
+        image.save(target)
+    elif form == "rgba":
+        target = path.with_suffix(".png")
+        rgba = image.convert("RGBA")
+        rgba.putalpha(255)
+        rgba.save(target)
+    elif form == "png16":
+        target = path.with_suffix(".png")
+        grey16 = (np.asarray(image.convert("L"), np.uint16) * 257).astype(np.uint16)
+        Image.fromarray(grey16).save(target)
+    elif form == "cmyk":
+        target = path.with_suffix(".jpg")
+        image.convert("CMYK").save(target, quality=95)
+    elif form == "rotated":
+        target = path.with_suffix(".jpg")
+        exif = Image.Exif()
+        exif[0x0112] = 6
+        image.transpose(Image.Transpose.ROTATE_90).save(target, quality=95, exif=exif)
+    else:
+        target = path.with_suffix(source.suffix.lower())
+        shutil.copyfile(source, target)
+    return target
+
+
 def _crop(image, shares):
     w, h = image.size
     left, top, right, bottom = shares
@@ -114,7 +160,7 @@ def _crop(image, shares):
     )
 
 
-def build_folder(photos: list[Path], copies: int, folder: Path) -> dict:
+def build_folder(photos: list[Path], copies: int, folder: Path, *, odd: bool = False) -> dict:
     """Copy the photos into ``folder`` and add the planted variants; returns its size."""
     from PIL import Image, ImageOps
 
@@ -122,10 +168,13 @@ def build_folder(photos: list[Path], copies: int, folder: Path) -> dict:
     count, pixels, size = 0, 0, 0
     for k, path in enumerate(photos):
         stem = f"{k:03d}-{path.stem}"
-        target = folder / f"{stem}{path.suffix.lower()}"
-        shutil.copyfile(path, target)
         with Image.open(path) as img:
             image = ImageOps.exif_transpose(img).convert("RGB")
+        if odd:
+            target = _save_odd(image, folder / stem, ODD_FORMS[k % len(ODD_FORMS)], path)
+        else:
+            target = folder / f"{stem}{path.suffix.lower()}"
+            shutil.copyfile(path, target)
         outputs = [(target, image.size)]
         for j in range(copies):
             if j % 2 == 0:
@@ -182,9 +231,9 @@ def measure(cmd: list[str], *, env: dict | None = None, log: Path | None = None)
     return {"seconds": seconds, "rss_mb": peak_rss / 2**20, "pss_mb": peak_pss / 2**20}
 
 
-def cleanvision_cmd(folder: Path) -> list[str]:
+def cleanvision_cmd(folder: Path, python: str | None = None) -> list[str]:
     return [
-        os.fspath(sys.executable),
+        python or os.fspath(sys.executable),
         os.fspath(Path(__file__)),
         "--run",
         "cleanvision",
@@ -216,6 +265,99 @@ def _run_cleanvision(folder: str) -> None:
     print(summary.to_string())
 
 
+# --- per-signal cost --------------------------------------------------------------------------
+
+
+def profile_signals(paths: list[Path], json_path: Path | None = None, repeat: int = 3) -> dict:
+    """Best-of-``repeat`` single-thread seconds of each analysis step on each photo, in ms/MP.
+
+    Also decodes each JPEG at 1/2 and 1/4 size (libjpeg DCT scaling through Pillow's
+    ``draft``) and reports how far sharpness and noise then move from their full-resolution
+    values: the signals are defined per full-resolution pixel, so they cannot be computed on
+    the reduced decode within their tolerance (see docs/PERFORMANCE.md).
+    """
+    import io
+
+    import cv2
+    import numpy as np
+    from PIL import Image
+
+    from restorelab.curation import pipeline, provenance, signals
+    from restorelab.curation.dedup import fingerprint, working_copy
+    from restorelab.curation.selection import embed
+    from restorelab.imageio import decode_image_info, pixel_hash
+
+    cv2.setNumThreads(1)
+    rows = []
+    for path in paths:
+        data = path.read_bytes()
+        for form in ("jpeg", "png"):
+            if form == "png":
+                pixels = pipeline.decode_image(data)
+                data_form = pipeline.encode_png(pixels)
+            else:
+                data_form = data
+            timings: dict[str, float] = {}
+
+            def timed(name, fn, *args, timings=timings):
+                best = float("inf")
+                for _ in range(repeat):
+                    start = time.perf_counter()
+                    value = fn(*args)
+                    best = min(best, time.perf_counter() - start)
+                timings[name] = best
+                return value
+
+            if form == "jpeg":
+                decoded = timed("decode", pipeline._decode_plain_jpeg, data_form, 10**9)
+            else:
+                decoded = timed("decode", decode_image_info, data_form)
+            pixels = decoded.pixels
+            y8 = timed("luma", signals.luma, pixels)
+            yf = y8.astype("float32")
+            timed("sharpness", signals.sharpness, yf)
+            timed("noise_sigma", signals.noise_sigma, yf)
+            timed("all signals (compute_signals)", signals.compute_signals, decoded, data_form)
+            timed("jpeg tables", signals.jpeg_quality, data_form)
+            timed("pixel hash (XXH3)", pixel_hash, pixels)
+            small = timed("working copy (shrink)", working_copy, pixels)
+            timed("fingerprint", fingerprint, small)
+            timed("embedding", embed, small)
+            timed("tone comb", provenance.tone_comb, pixels)
+            timed("whole analysis", pipeline.analyse, data_form, str(path), 10**9, False)
+            timed("PNG encode (export: level 1, Huffman, SUB)", pipeline.encode_png, pixels)
+            if form == "png":
+                timed(
+                    "PNG encode (Pillow default 6)",
+                    lambda pixels=pixels: Image.fromarray(pixels).save(io.BytesIO(), format="PNG"),
+                )
+            megapixels = pixels.shape[0] * pixels.shape[1] / 1e6
+            row = {"photo": path.name, "form": form, "megapixels": round(megapixels, 1)}
+            row["ms_per_mp"] = {k: round(1000 * v / megapixels, 2) for k, v in timings.items()}
+            if form == "jpeg":
+                full = (signals.sharpness(yf), signals.noise_sigma(yf))
+                drafts = {}
+                for scale in (2, 4):
+                    with Image.open(io.BytesIO(data)) as img:
+                        img.draft("RGB", (img.width // scale, img.height // scale))
+                        small_rgb = np.asarray(img.convert("RGB"))
+                    luma_small = signals.luma(small_rgb).astype("float32")
+                    drafts[f"1/{scale}"] = {
+                        "sharpness": round(signals.sharpness(luma_small), 3),
+                        "noise_sigma": round(signals.noise_sigma(luma_small), 3),
+                    }
+                row["full_resolution"] = {
+                    "sharpness": round(full[0], 3),
+                    "noise_sigma": round(full[1], 3),
+                }
+                row["draft"] = drafts
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    if json_path:
+        json_path.write_text(json.dumps(rows, indent=2))
+    return {"rows": rows}
+
+
 # --- main ------------------------------------------------------------------------------------
 
 
@@ -237,6 +379,14 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="restorelab analysis workers")
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
     parser.add_argument("--keep", type=Path, default=None, help="build the folder here, keep it")
+    parser.add_argument("--odd", action="store_true", help="photos in forms needing a PNG export")
+    parser.add_argument("--large", action="store_true", help="add the >= 5 MP mate photos")
+    parser.add_argument(
+        "--cleanvision-python", default=None, help="interpreter that has cleanvision 0.3.7"
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="per-signal cost on the >= 5 MP photos, and exit"
+    )
     parser.add_argument("--run", nargs=2, metavar=("TOOL", "DIR"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.run:
@@ -244,31 +394,45 @@ def main() -> None:
             sys.exit(f"unknown --run tool {args.run[0]}")
         _run_cleanvision(args.run[1])
         return
-    try:
-        import cleanvision
-    except ImportError:
+    if args.profile:
+        profile_signals([MATE_DIR / name for name in MATE_LARGE], args.json)
+        return
+    python = args.cleanvision_python or sys.executable
+    found = subprocess.run(
+        [python, "-c", "import cleanvision; print(cleanvision.__version__)"],
+        capture_output=True,
+        text=True,
+    )
+    if found.returncode != 0:
         sys.exit(INSTALL_HINT)
+    cleanvision_version = found.stdout.strip()
     if not 0 <= args.copies <= MAX_COPIES:
         sys.exit(f"--copies must be in 0..{MAX_COPIES}")
 
     work = args.keep or Path(tempfile.mkdtemp(prefix="curation-bench-"))
     folder = work / "photos"
     shutil.rmtree(folder, ignore_errors=True)
-    size = build_folder(source_photos(args.photos), args.copies, folder)
+    photos = source_photos(args.photos)
+    if args.large:
+        photos += [MATE_DIR / name for name in MATE_LARGE if (MATE_DIR / name).is_file()]
+    size = build_folder(photos, args.copies, folder, odd=args.odd)
     print(
         f"folder: {size['images']} images, {size['megapixels']} MP, {size['mb']} MB ({folder})",
         flush=True,
     )
     log = work / "tools.log"
     runs: dict[str, list[dict]] = {"cleanvision": [], "restorelab": [], "restorelab_cached": []}
+    stages: dict[str, list[dict]] = {"restorelab": [], "restorelab_cached": []}
     try:
         for repeat in range(max(1, args.repeat)):
-            runs["cleanvision"].append(measure(cleanvision_cmd(folder), log=log))
+            runs["cleanvision"].append(measure(cleanvision_cmd(folder, python), log=log))
             out = work / "out"
             shutil.rmtree(out, ignore_errors=True)
             cmd = restorelab_cmd(folder, out, args.workers)
-            runs["restorelab"].append(measure(cmd, log=log))
-            runs["restorelab_cached"].append(measure(cmd, log=log))
+            for name in ("restorelab", "restorelab_cached"):
+                runs[name].append(measure(cmd, log=log))
+                done = json.loads((out / "curation.json").read_text())
+                stages[name].append(done.get("stage_seconds", {}))
             line = ", ".join(
                 f"{name} {r[-1]['seconds']:.2f} s {r[-1]['rss_mb']:.0f} MB"
                 for name, r in runs.items()
@@ -285,13 +449,20 @@ def main() -> None:
         "date": time.strftime("%Y-%m-%d"),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
         "python": platform.python_version(),
-        "versions": {"cleanvision": cleanvision.__version__, "opencv": cv2.__version__},
+        "versions": {"cleanvision": cleanvision_version, "opencv": cv2.__version__},
         "folder": size,
         "restorelab_result": {k: summary[k] for k in ("kept", "rejected", "rejection_reasons")},
         "tools": {
             name: {key: _stats(r, key) for key in ("seconds", "rss_mb", "pss_mb")}
             for name, r in runs.items()
         },
+    }
+    report["stage_seconds_median"] = {
+        name: {
+            stage: statistics.median(run.get(stage, 0.0) for run in done)
+            for stage in (done[0] if done else {})
+        }
+        for name, done in stages.items()
     }
     tools = report["tools"]
     cv, rl, rc = (tools[k]["seconds"]["best"] for k in runs)
@@ -326,6 +497,10 @@ def main() -> None:
         f"{ratios['restorelab_over_cleanvision_peak_rss']:.2f}"
     )
     print(f"restorelab kept/rejected: {report['restorelab_result']}")
+    for name, by_stage in report["stage_seconds_median"].items():
+        total = tools[name]["seconds"]["median"]
+        parts = ", ".join(f"{k} {v:.2f} s ({100 * v / total:.0f} %)" for k, v in by_stage.items())
+        print(f"{name} stages (median): {parts}")
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
 

@@ -7,17 +7,23 @@ and diversity; and writes the images, ``metadata.jsonl``, ``rejected.csv`` and a
 """
 
 from restorelab.curation.filters import FILTERS, CurationFilter, register_filter
-from restorelab.curation.pipeline import CurationConfig, CurationResult, curate
-from restorelab.curation.sources import SourceItem, count_sources, iter_sources
+from restorelab.curation.pipeline import CurationError, CurationResult, curate
+from restorelab.curation.schema import CONFIG_KEYS, CurationConfig, config_help, validate_config
+from restorelab.curation.sources import SourceItem, SourceStats, count_sources, iter_sources
 
 __all__ = [
+    "CONFIG_KEYS",
     "FILTERS",
     "CurationConfig",
+    "CurationError",
     "CurationFilter",
     "CurationResult",
     "SourceItem",
+    "SourceStats",
+    "config_help",
     "count_sources",
     "curate",
     "iter_sources",
     "register_filter",
+    "validate_config",
 ]

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 #: Bump when the analysis changes in a way that makes old entries wrong.
-ANALYSIS_VERSION = 2  # 2: XXH3-128 pixel hashes; embeddings from the working copy
+ANALYSIS_VERSION = 3  # 3: provenance (luma table, tone comb); 2: XXH3-128 pixel hashes
 
 
 class AnalysisCache:
@@ -34,6 +34,9 @@ class AnalysisCache:
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS analysis (sha TEXT PRIMARY KEY, version INTEGER, "
             "record BLOB)"
+        )
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS pairs (key TEXT PRIMARY KEY, version INTEGER, value BLOB)"
         )
         self._db.commit()
 
@@ -54,6 +57,25 @@ class AnalysisCache:
         )
         self._db.commit()
 
+    def get_pair(self, key: str) -> tuple[bool, Any]:
+        """(found, value) of a cached pairwise measure (e.g. a JPEG trace of two files)."""
+        row = self._db.execute("SELECT version, value FROM pairs WHERE key = ?", (key,)).fetchone()
+        if row is None or row[0] != ANALYSIS_VERSION:
+            return False, None
+        return True, pickle.loads(row[1])
+
+    def put_pair(self, key: str, value: Any) -> None:
+        """Store a pairwise measure under ``key``."""
+        self._db.execute(
+            "INSERT OR REPLACE INTO pairs VALUES (?, ?, ?)",
+            (key, ANALYSIS_VERSION, pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)),
+        )
+        self._db.commit()
+
+    def export_path(self, pixel_hash: str) -> Path:
+        """Where the exported PNG of pixels ``pixel_hash`` is (or would be) kept."""
+        return self.folder / "exports" / pixel_hash[:2] / f"{pixel_hash}.png"
+
     def blob_path(self, sha: str) -> Path:
         """Where the bytes of content ``sha`` are (or would be) kept."""
         return self.blob_dir / sha[:2] / sha
@@ -67,6 +89,36 @@ class AnalysisCache:
             tmp.write_bytes(data)
             os.replace(tmp, path)
         return path
+
+    def merge_from(self, folder: str | os.PathLike) -> int:
+        """Add the entries of another cache folder (a shard's) that this one lacks: analyses,
+        pairwise measures, blobs and exported PNGs. Returns the analyses added."""
+        import shutil
+
+        other = Path(folder)
+        database = other / "analysis.sqlite"
+        if not database.is_file():
+            raise FileNotFoundError(f"{other} is not a curation cache (no analysis.sqlite)")
+        before = len(self)
+        self._db.execute("ATTACH DATABASE ? AS other", (os.fspath(database),))
+        try:
+            for table in ("analysis", "pairs"):
+                self._db.execute(
+                    f"INSERT OR IGNORE INTO {table} SELECT * FROM other.{table} WHERE version = ?",
+                    (ANALYSIS_VERSION,),
+                )
+            self._db.commit()
+        finally:
+            self._db.execute("DETACH DATABASE other")
+        for sub in ("blobs", "exports"):
+            for path in sorted((other / sub).rglob("*")):
+                target = self.folder / sub / path.relative_to(other / sub)
+                if path.is_file() and not path.name.startswith(".") and not target.exists():
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
+                    shutil.copyfile(path, tmp)
+                    os.replace(tmp, target)
+        return len(self) - before
 
     def __len__(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM analysis").fetchone()[0])

@@ -97,17 +97,24 @@ def render_dataset_card(summary: dict, kept_rows: list[dict], config: Any) -> st
         "| filter | signal | rule | threshold | why |",
         "|---|---|---|---|---|",
     ]
-    for name, threshold in config.filters.items():
+    for name, value in config.filters.items():
         spec = FILTERS.get(name)
+        threshold = spec.threshold(value)
         shown = "off" if threshold is None else threshold
         lines.append(f"| {name} | {spec.signal} | {spec.op} | {shown} | {spec.doc} |")
     dedup = "on" if config.near_duplicates else "off"
     lines += [
         "",
-        f"Exact duplicates (same decoded pixels) keep the first file read; near duplicates "
-        f"({dedup}: resized, re-encoded or slightly cropped copies) keep their best member: "
-        "the largest, then one not visibly blurrier or noisier than the others, then the "
-        "least compressed, then the sharpest. Members that pass the filters come first.",
+        "Duplicates keep their source, the file the others were made from: of exact "
+        "duplicates (same decoded pixels) a plain file over an alpha or CMYK one, a JPEG over "
+        "lossless copies of its pixels, then the first read; of near duplicates "
+        f"({dedup}: resized, re-encoded or slightly cropped copies) first a member no other "
+        "was derived from (a higher-quality re-encode or a PNG of a JPEG keeps the JPEG's "
+        "quantisation lattice; alpha-composited, CMYK and tone-shifted copies lose to their "
+        "source), then the largest, then one not visibly blurrier or noisier than the "
+        "others, then the least compressed, then the sharpest. Members that pass the "
+        "filters come first. Captions and metadata of dropped duplicates go to the keeper "
+        "(`caption_source: duplicate`).",
         "",
         "## Rejections",
         "",
@@ -129,7 +136,9 @@ def render_dataset_card(summary: dict, kept_rows: list[dict], config: Any) -> st
             f"{config.quality_pool:g}× target) and then for diversity (greedy k-center on an "
             "image embedding)"
             + (f", with quotas {config.quotas} by {config.category}" if config.quotas else "")
-            + "."
+            + ". Kept rows carry `quality_score` and `selection_rank` (pick order); each "
+            "image not selected says in `rejected.csv` whether it lost on quality (outside the "
+            "quality pool) or on diversity (with its distance to the nearest kept image)."
         )
         if summary.get("shortfall"):
             lines.append(
@@ -144,6 +153,16 @@ def render_dataset_card(summary: dict, kept_rows: list[dict], config: Any) -> st
         + (f" (median {int(np.median(words))} words)" if words else "")
         + ". ",
     ]
+    sources = {}
+    for row in kept_rows:
+        key = row.get("caption_source") or "none"
+        sources[key] = sources.get(key, 0) + 1
+    lines.append(
+        "`caption_source` per row: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(sources.items()))
+        + " (`source`: the image's own sidecar or column, `duplicate`: taken from a dropped "
+        "duplicate, `model`: written by the captioner; `caption_origin` says which)."
+    )
     if summary.get("captioner"):
         lines.append(
             f"Missing captions were written by the local model `{summary['captioner']}`"
@@ -151,6 +170,11 @@ def render_dataset_card(summary: dict, kept_rows: list[dict], config: Any) -> st
         )
     else:
         lines.append("Captions come from the sources (sidecar files or metadata columns).")
+    columns = (summary.get("source_accounting") or {}).get("caption_columns") or {}
+    if columns:
+        lines.append(
+            "Caption columns read: " + ", ".join(f"`{k}` ({v})" for k, v in columns.items()) + "."
+        )
     lines += [
         "",
         "## Signal distributions (kept images)",
@@ -164,6 +188,20 @@ def render_dataset_card(summary: dict, kept_rows: list[dict], config: Any) -> st
         'ds = datasets.load_dataset("imagefolder", data_dir="PATH/TO/THIS/FOLDER", split="train")',
         "```",
         "",
+        *(
+            [
+                f"The same rows, image bytes embedded, as {len(summary['parquet_shards'])} "
+                "Parquet shard(s) under `parquet/`:",
+                "",
+                "```python",
+                'ds = datasets.load_dataset("parquet", data_dir="PATH/TO/THIS/FOLDER/parquet", '
+                'split="train")',
+                "```",
+                "",
+            ]
+            if summary.get("parquet_shards")
+            else []
+        ),
         "## Licence",
         "",
         f"Declared licence: `{config.license}`. The images keep the licences of their "

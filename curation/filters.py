@@ -6,6 +6,10 @@ config (``filters: {name: value}``); ``null`` switches a filter off; an image wi
 signal (e.g. ``jpeg_quality`` of a PNG) passes. Each rejection reason starts with the
 filter's label ("blurry: ...") so reports can count reasons.
 
+A filter's ``kind`` says what its config value is: ``"int"`` or ``"float"`` (a finite number
+in ``[minimum, maximum]``) or ``"flag"`` (``true`` switches the filter on: the image must
+have ``signal == default``; ``false`` or ``null`` switches it off).
+
 Defaults suit SDXL training data (short side ≥ 1024 px); the signal thresholds and their
 rationale live in :data:`restorelab.curation.signals.SIGNAL_DEFAULT_THRESHOLDS`.
 """
@@ -34,9 +38,38 @@ class CurationFilter:
     default: Any
     label: str
     doc: str
+    kind: str = "float"
+    minimum: float | None = None
+    maximum: float | None = None
+
+    @property
+    def config_default(self) -> Any:
+        """The default value as a config file writes it (``true`` for an on flag)."""
+        return True if self.kind == "flag" else self.default
+
+    def allowed(self) -> str:
+        """The values the config accepts, in words (for errors and ``--help-config``)."""
+        if self.kind == "flag":
+            return "true (on) or false / null (off)"
+        what = "an integer" if self.kind == "int" else "a number"
+        bounds = []
+        if self.minimum is not None:
+            bounds.append(f">= {_fmt(self.minimum)}")
+        if self.maximum is not None:
+            bounds.append(f"<= {_fmt(self.maximum)}")
+        return f"{what} {' and '.join(bounds)} or null (off)".replace("  ", " ")
+
+    def threshold(self, config_value: Any) -> Any:
+        """The threshold :meth:`check` compares with for a config value (None: filter off)."""
+        if self.kind == "flag":
+            return self.default if config_value is True else None
+        return config_value
 
     def check(self, signals: Mapping[str, Any], threshold: Any) -> str | None:
-        """The rejection reason, or None when the image passes (or lacks the signal)."""
+        """The rejection reason, or None when the image passes (or lacks the signal).
+
+        ``threshold`` is the compared value (see :meth:`threshold`), not the config value.
+        """
         value = signals.get(self.signal)
         if threshold is None or value is None or _PASSES[self.op](value, threshold):
             return None
@@ -53,17 +86,30 @@ FILTERS: Registry[CurationFilter] = Registry("curation filter")
 
 
 def register_filter(
-    name: str, *, signal: str, op: str, default: Any, label: str, doc: str
+    name: str,
+    *,
+    signal: str,
+    op: str,
+    default: Any,
+    label: str,
+    doc: str,
+    kind: str = "float",
+    minimum: float | None = None,
+    maximum: float | None = None,
 ) -> CurationFilter:
-    """Register a filter ``signal op threshold`` under ``name``."""
+    """Register a filter ``signal op threshold`` under ``name`` (see the module docstring for
+    ``kind``, ``minimum`` and ``maximum``)."""
     if op not in _PASSES:
         raise ValueError(f"filter {name!r}: op must be one of {sorted(_PASSES)}, got {op!r}")
-    return FILTERS.add(name, CurationFilter(name, signal, op, default, label, doc))
+    if kind not in ("int", "float", "flag"):
+        raise ValueError(f"filter {name!r}: kind must be int, float or flag, got {kind!r}")
+    entry = CurationFilter(name, signal, op, default, label, doc, kind, minimum, maximum)
+    return FILTERS.add(name, entry)
 
 
 def default_thresholds() -> dict[str, Any]:
-    """Every registered filter's default threshold."""
-    return {name: FILTERS.get(name).default for name in FILTERS}
+    """Every registered filter's default config value (``true`` for flags that are on)."""
+    return {name: FILTERS.get(name).config_default for name in FILTERS}
 
 
 register_filter(
@@ -73,6 +119,8 @@ register_filter(
     default=1024,
     label="too small",
     doc="shortest side in pixels (SDXL trains at 1024 px)",
+    kind="int",
+    minimum=1,
 )
 register_filter(
     "max_aspect",
@@ -81,6 +129,7 @@ register_filter(
     default=4.0,
     label="extreme aspect ratio",
     doc="long side / short side",
+    minimum=1,
 )
 
 _LABELS = {
@@ -92,7 +141,18 @@ _LABELS = {
     "min_entropy": "low information",
     "reject_grayscale": "grayscale",
 }
+#: Config value kind and range of each signal filter: (kind, minimum, maximum).
+_RANGES: dict[str, tuple[str, float | None, float | None]] = {
+    "min_sharpness": ("float", 0, None),
+    "max_noise_sigma": ("float", 0, None),
+    "min_jpeg_quality": ("int", 1, 100),
+    "max_clipped_dark": ("float", 0, 1),
+    "max_clipped_bright": ("float", 0, 1),
+    "min_entropy": ("float", 0, 8),
+    "reject_grayscale": ("flag", None, None),
+}
 for _name, _threshold in SIGNAL_DEFAULT_THRESHOLDS.items():
+    _kind, _low, _high = _RANGES.get(_name, ("float", None, None))
     register_filter(
         _name,
         signal=_threshold.signal,
@@ -100,4 +160,7 @@ for _name, _threshold in SIGNAL_DEFAULT_THRESHOLDS.items():
         default=_threshold.value,
         label=_LABELS.get(_name, _name),
         doc=_threshold.rationale,
+        kind=_kind,
+        minimum=_low,
+        maximum=_high,
     )

@@ -511,6 +511,36 @@ def select(
     >>> select(2, [0.9, 0.8, 0.7, 0.95], emb)
     [3, 0]
     """
+    return select_explained(
+        n,
+        scores,
+        embeddings,
+        categories=categories,
+        quotas=quotas,
+        quality_pool=quality_pool,
+        tie_tolerance=tie_tolerance,
+    )[0]
+
+
+def select_explained(
+    n: int,
+    scores: Sequence[float] | np.ndarray,
+    embeddings: np.ndarray,
+    *,
+    categories: Sequence[str | Collection[str] | None] | None = None,
+    quotas: Mapping[str, float | int] | None = None,
+    quality_pool: float = 2.0,
+    tie_tolerance: float = 0.05,
+) -> tuple[list[int], set[int]]:
+    """:func:`select`, and the candidates it chose among.
+
+    Returns
+    -------
+    (list of int, set of int)
+        The picks in order, and every index that was a candidate (in the overall quality
+        pool or in a quota's pool). An image not picked lost on *quality* when it was never
+        a candidate, on *diversity* when it was (farthest-point sampling took others).
+    """
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
         raise ValueError(f"n must be a non-negative int, got {n!r}")
     scores = np.asarray(scores, dtype=np.float64)
@@ -535,6 +565,7 @@ def select(
     n = min(int(n), m)
     picker = _FarthestPoint(embeddings, tie_tolerance)
     ranked = _by_quality(np.arange(m), scores)
+    candidates: set[int] = set()
 
     for category, count in counts.items():
         have = sum(category in sets[i] for i in picker.chosen)
@@ -544,11 +575,13 @@ def select(
         chosen = set(picker.chosen)
         members = [i for i in ranked if category in sets[i] and i not in chosen]
         pool = np.array(members[: math.ceil(quality_pool * missing)], np.int64)
+        candidates.update(pool.tolist())
         picker.fill(pool, missing, seed_with_best=True)
 
     pool = ranked[: math.ceil(quality_pool * n)]
+    candidates.update(pool.tolist())
     picker.fill(pool, n - len(picker.chosen), seed_with_best=False)
-    return picker.chosen
+    return picker.chosen, candidates
 
 
 # ---------------------------------------------------------------------------------------------

@@ -554,7 +554,12 @@ def is_grayscale(spread: int, *, tolerance: int = GREY_TOLERANCE) -> bool:
 _JPEG_FORMATS = frozenset({"JPEG", "MPO"})
 
 
-def compute_signals(decoded: DecodedImage, encoded: bytes | None = None) -> Signals:
+def compute_signals(
+    decoded: DecodedImage,
+    encoded: bytes | None = None,
+    *,
+    channel_histograms: list | None = None,
+) -> Signals:
     """All quality signals of one decoded image, at full resolution.
 
     Parameters
@@ -563,6 +568,10 @@ def compute_signals(decoded: DecodedImage, encoded: bytes | None = None) -> Sign
         The decoded image (RGB ``uint8`` pixels after EXIF orientation).
     encoded : bytes, optional
         The file's bytes, for the JPEG signals; without them those are None.
+    channel_histograms : list, optional, keyword-only
+        When given, the 256-level histograms of R, G and B (float32 arrays, shape (256,))
+        are appended to it, from the colour planes this function splits anyway (for
+        :func:`restorelab.curation.provenance.tone_comb_of_histograms`).
 
     Returns
     -------
@@ -596,6 +605,9 @@ def compute_signals(decoded: DecodedImage, encoded: bytes | None = None) -> Sign
     histogram = joint.sum(axis=1)
     spread = _spread_level(joint.sum(axis=0))
     colour = _colourfulness(*channels)
+    if channel_histograms is not None:
+        for plane in channels:
+            channel_histograms.append(cv2.calcHist([plane], [0], None, [256], [0, 256]).ravel())
     del channels  # the colour planes go before the full-size float work
     yf = y8.astype(np.float32)
     del y8

@@ -24,8 +24,16 @@ Kinds of spec, how each is detected, and the ``source`` string of its items:
 
 A broken member of a source (an undownloadable URL, a truncated shard, a file listed in
 metadata but missing) is not an exception: it comes out as an item whose ``error`` says why,
-so the pipeline rejects it with that reason. A spec that does not exist or whose kind is
-unknown raises before anything is read.
+so the pipeline rejects it with that reason. A spec that does not exist, whose kind is
+unknown or that holds no image at all raises before anything is read.
+
+Accounting: every input identity — a file (by its resolved path), ``file#row=N``,
+``shard.tar#key``, a URL — is yielded once however the sources overlap; folders passed as
+``exclude`` (the output folder and its cache) are never read; hidden files and folders
+(names starting with ``.``) are skipped and counted. A :class:`SourceStats` passed to
+:func:`iter_sources` collects these counts, the caption columns used and the splits read.
+Caption columns and fields are matched case-insensitively (``text``, ``TEXT`` as in LAION,
+``caption``).
 """
 
 from __future__ import annotations
@@ -43,7 +51,7 @@ import time
 import urllib.error
 import urllib.request
 import zlib
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -52,11 +60,12 @@ from typing import Any, NamedTuple
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from restorelab import __version__
-from restorelab.imageio import IMAGE_EXTENSIONS, is_image_file, iter_image_files
+from restorelab.imageio import IMAGE_EXTENSIONS, is_image_file
 
 _LOG = logging.getLogger(__name__)
 
-#: Columns (and JSON fields) read as the caption, in order of preference.
+#: Columns (and JSON fields) read as the caption, in order of preference; matched
+#: case-insensitively (LAION's ``TEXT``).
 CAPTION_COLUMNS = ("text", "caption")
 #: Rows per batch when reading Parquet files and saved datasets.
 DEFAULT_BATCH_ROWS = 64
@@ -98,6 +107,9 @@ class SourceItem:
         Why the item cannot be read (``"HTTP 404 Not Found"``, ...); ``None`` when it can.
     data : bytes or None
         The encoded image when the source holds it in memory (rows, tar members, downloads).
+    caption_from : str or None
+        Where ``caption`` was read: ``"column TEXT"``, ``"sidecar cat.txt"``,
+        ``"sidecar cat.json field caption"``, ``"member .txt"``, ...; None without caption.
     """
 
     source: str
@@ -106,6 +118,7 @@ class SourceItem:
     metadata: dict[str, Any] = field(default_factory=dict, hash=False)
     error: str | None = None
     data: bytes | None = field(default=None, repr=False, compare=False)
+    caption_from: str | None = None
 
     @property
     def name(self) -> str:
@@ -202,6 +215,56 @@ class FetchConfig:
         return self.window if self.window is not None else 2 * self.workers
 
 
+@dataclass
+class SourceStats:
+    """What :func:`iter_sources` skipped, merged and chose, for the run's report.
+
+    Attributes
+    ----------
+    hidden : int
+        Hidden files and folders (names starting with ``.``) skipped inside folder sources;
+        a hidden folder counts once, its contents are not walked.
+    excluded : int
+        Files and folders skipped because they lie in an excluded folder (the output).
+    repeated : int
+        Items reached a second time through overlapping sources (yielded once).
+    other_files : int
+        Files in folder sources that are neither images nor their caption sidecars.
+    caption_columns : Counter
+        Where captions came from (``"column TEXT"``, ``"sidecar .txt"``, ...) → items.
+    notes : list of str
+        Choices made on the user's behalf (the split read from a DatasetDict, ...).
+    """
+
+    hidden: int = 0
+    excluded: int = 0
+    repeated: int = 0
+    other_files: int = 0
+    caption_columns: Counter = field(default_factory=Counter)
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready counts."""
+        return {
+            "hidden_skipped": self.hidden,
+            "excluded": self.excluded,
+            "repeated_inputs": self.repeated,
+            "other_files_skipped": self.other_files,
+            "caption_columns": dict(self.caption_columns),
+            "notes": list(self.notes),
+        }
+
+
+class _Options(NamedTuple):
+    """What every reader needs besides its plan."""
+
+    batch_size: int
+    fetch: Any
+    exclude: tuple[Path, ...]
+    stats: SourceStats
+    split: str
+
+
 class _Plan(NamedTuple):
     """A spec resolved to its kind before anything is read."""
 
@@ -221,6 +284,9 @@ def iter_sources(
     *,
     batch_size: int = DEFAULT_BATCH_ROWS,
     fetch: FetchConfig | None = None,
+    exclude: Iterable[str | os.PathLike] = (),
+    stats: SourceStats | None = None,
+    split: str = "train",
 ) -> Iterator[SourceItem]:
     """Stream the candidate images of ``specs`` in spec order, lazily.
 
@@ -234,13 +300,20 @@ def iter_sources(
         Rows read at a time from Parquet files and saved datasets.
     fetch : FetchConfig, optional
         Download settings for URLs (default: 8 workers, 20 s timeout, 3 retries).
+    exclude : iterable of path, optional
+        Folders never read (the output folder and its cache), wherever the sources reach.
+    stats : SourceStats, optional
+        Filled with what was skipped, merged and chosen while the iterator runs.
+    split : str
+        The split read from a saved ``DatasetDict`` (default ``train``); its other splits are
+        not read, and ``stats.notes`` says so.
 
     Returns
     -------
     iterator of SourceItem
         Within a source, items keep the source's order (sorted paths for folders, row order,
-        tar order, list order for URLs). The same local image file reached twice through
-        folders, files, globs or imagefolders is yielded once.
+        tar order, list order for URLs). Each input identity (a file, a row, a tar
+        sample, a URL) is yielded once, however the sources overlap.
 
     Raises
     ------
@@ -248,63 +321,130 @@ def iter_sources(
         A spec names no existing path and matches no glob (raised by this call, before
         anything is read).
     ValueError
-        A spec's kind is unknown, or a table has no image / ``url`` column.
+        A spec's kind is unknown, a spec holds no image (an empty folder, a Parquet file
+        without rows, ...), a DatasetDict has no such split, or a table has no image /
+        ``url`` column.
     """
     if isinstance(specs, (str, bytes, os.PathLike)):
         raise TypeError(f"specs must be a list of sources, got a single one: {specs!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    plans = [_resolve(os.fspath(spec)) for spec in specs]
-    return _run(plans, batch_size=batch_size, fetch=fetch or FetchConfig())
+    options = _Options(
+        batch_size, fetch or FetchConfig(), _excluded(exclude), stats or SourceStats(), split
+    )
+    plans = [_resolve(os.fspath(spec), options.exclude) for spec in specs]
+    for plan in plans:
+        _check_not_empty(plan, options)
+    return _run(plans, options)
 
 
-def count_sources(specs: Iterable[str | os.PathLike]) -> int | None:
+def _excluded(exclude: Iterable[str | os.PathLike]) -> tuple[Path, ...]:
+    if isinstance(exclude, (str, os.PathLike)):
+        exclude = [exclude]
+    return tuple(Path(e).resolve() for e in exclude)
+
+
+def _is_excluded(path: Path, exclude: tuple[Path, ...]) -> bool:
+    if not exclude:
+        return False
+    resolved = path.resolve()
+    return any(resolved == e or resolved.is_relative_to(e) for e in exclude)
+
+
+def count_sources(
+    specs: Iterable[str | os.PathLike],
+    *,
+    exclude: Iterable[str | os.PathLike] = (),
+    split: str = "train",
+) -> int | None:
     """How many items :func:`iter_sources` will yield, for progress bars; None if unknown.
 
     Cheap: folders and globs are listed (not read), Parquet files give their row count from
-    the footer, URL lists are counted by line. Saved datasets and webdataset shards (a tar
-    must be read through to count) make the total unknown, as does anything unreadable (a
-    damaged Parquet footer: the run itself reports it). An image file reached twice counts
-    once, as :func:`iter_sources` yields it once.
+    the footer, saved datasets theirs from the Arrow metadata, uncompressed tar shards are
+    counted from their member headers (seeking past the data), URL lists by line. Compressed
+    shards (``.tar.gz``: they would have to be decompressed) make the total unknown, as
+    does anything unreadable (a damaged Parquet footer: the run itself reports it). Inputs
+    reached twice count once, as :func:`iter_sources` yields them once.
     """
     try:
-        return _count(specs)
+        return _count(specs, _excluded(exclude), split)
     except Exception:  # a file that cannot be read is the run's business, not the bar's
         return None
 
 
-def _count(specs: Iterable[str | os.PathLike]) -> int | None:
+def _count(specs: Iterable[str | os.PathLike], exclude: tuple[Path, ...], split: str) -> int | None:
     files: set[Path] = set()
+    tables: set[tuple[str, str]] = set()  # (kind, resolved target) counted once
     rows = 0
+    stats = SourceStats()
+
+    def table(kind: str, path: Path) -> int:
+        key = (kind, str(path.resolve()))
+        if key in tables:
+            return 0
+        tables.add(key)
+        if kind == "parquet":
+            return _parquet_rows(path)
+        count = _tar_samples(path)
+        if count is None:
+            raise _UnknownSizeError
+        return count
+
+    try:
+        for spec in specs:
+            plan = _resolve(os.fspath(spec), exclude)
+            if plan.kind in ("folder", "imagefolder"):
+                root = Path(plan.target)
+                files.update(p.resolve() for p in _walk_images(root, exclude, stats))
+            elif plan.kind == "file":
+                if not _is_excluded(Path(plan.target), exclude):
+                    files.add(Path(plan.target).resolve())
+            elif plan.kind == "glob":
+                for path in plan.files:
+                    if not path.is_file() or _is_excluded(path, exclude):
+                        continue
+                    name = path.name.lower()
+                    if is_image_file(path):
+                        files.add(path.resolve())
+                    elif name.endswith(".parquet"):
+                        rows += table("parquet", path)
+                    elif name.endswith(_TAR_SUFFIXES):
+                        rows += table("tar", path)
+            elif plan.kind == "parquet":
+                rows += table("parquet", Path(plan.target))
+            elif plan.kind == "parquet-folder":
+                for path in _walk_files(Path(plan.target), exclude, stats):
+                    if path.name.lower().endswith(".parquet"):
+                        rows += table("parquet", path)
+            elif plan.kind == "webdataset":
+                rows += table("tar", Path(plan.target))
+            elif plan.kind == "webdataset-folder":
+                for path in _walk_files(Path(plan.target), exclude, stats):
+                    if path.name.lower().endswith(_TAR_SUFFIXES):
+                        rows += table("tar", path)
+            elif plan.kind == "arrow":
+                key = ("arrow", str(Path(plan.target).resolve()))
+                if key not in tables:
+                    tables.add(key)
+                    rows += _arrow_split(plan.target, split, SourceStats())[1].num_rows
+            elif plan.kind in ("url-txt", "url-csv", "url"):
+                rows += 0  # URLs: counted below, once each
+    except _UnknownSizeError:
+        return None
+    urls: set[str] = set()
     for spec in specs:
-        plan = _resolve(os.fspath(spec))
-        if plan.kind in ("folder", "imagefolder"):
-            files.update(p.resolve() for p in iter_image_files(Path(plan.target)))
-        elif plan.kind == "file":
-            files.add(Path(plan.target).resolve())
-        elif plan.kind == "glob":
-            for path in plan.files:
-                if path.is_file() and is_image_file(path):
-                    files.add(path.resolve())
-                elif path.is_file() and path.name.lower().endswith(".parquet"):
-                    rows += _parquet_rows(path)
-                elif path.is_file() and path.name.lower().endswith(_TAR_SUFFIXES):
-                    return None
-        elif plan.kind == "parquet":
-            rows += _parquet_rows(Path(plan.target))
-        elif plan.kind == "parquet-folder":
-            for path in _walk_files(Path(plan.target)):
-                if path.name.lower().endswith(".parquet"):
-                    rows += _parquet_rows(path)
-        elif plan.kind == "url-txt":
-            rows += sum(1 for _ in _url_rows_txt(Path(plan.target)))
+        plan = _resolve(os.fspath(spec), exclude)
+        if plan.kind == "url-txt":
+            urls.update(r.url for r in _url_rows_txt(Path(plan.target)))
         elif plan.kind == "url-csv":
-            rows += sum(1 for _ in _url_rows_csv(Path(plan.target)))
+            urls.update(r.url for r in _url_rows_csv(Path(plan.target)))
         elif plan.kind == "url":
-            rows += 1
-        else:  # saved datasets, webdataset shards
-            return None
-    return len(files) + rows
+            urls.add(plan.target)
+    return len(files) + rows + len(urls)
+
+
+class _UnknownSizeError(Exception):
+    """A source whose size cannot be known cheaply."""
 
 
 def _parquet_rows(path: Path) -> int:
@@ -313,10 +453,75 @@ def _parquet_rows(path: Path) -> int:
     return pq.ParquetFile(path).metadata.num_rows
 
 
+def _tar_samples(path: Path) -> int | None:
+    """Samples (distinct keys) of an uncompressed tar from its headers; None if compressed."""
+    if not path.name.lower().endswith(".tar"):
+        return None
+    keys: set[str] = set()
+    with tarfile.open(path, mode="r:") as tar:
+        for member in tar:
+            if member.isfile():
+                keys.add(_wds_split(member.name)[0])
+    return len(keys)
+
+
+def _check_not_empty(plan: _Plan, options: _Options) -> None:
+    """Raise when a source holds no candidate image at all (cheap checks only)."""
+    kind, target = plan.kind, plan.target
+    if kind not in ("url", "glob") and _is_excluded(Path(target), options.exclude):
+        raise ValueError(
+            f"source {target} is empty: it is the output folder or its cache, which are "
+            "never read as input"
+        )
+    empty = False
+    what = "no image files"
+    stats = SourceStats()
+    if kind in ("folder", "imagefolder"):
+        root = Path(target)
+        empty = next(iter(_walk_images(root, options.exclude, stats)), None) is None
+        if empty and kind == "imagefolder":
+            empty = next(_metadata_files(root, options.exclude), None) is None
+        if empty and (stats.hidden or stats.excluded):
+            what += (
+                f" ({stats.hidden} hidden and {stats.excluded} excluded entries skipped: "
+                "the output folder and its cache are never read)"
+            )
+    elif kind == "file":
+        empty = _is_excluded(Path(target), options.exclude)
+        what = "nothing to read: the file lies in the output folder"
+    elif kind == "glob":
+        usable = [
+            p
+            for p in plan.files
+            if p.is_file()
+            and not _is_excluded(p, options.exclude)
+            and (is_image_file(p) or p.name.lower().endswith((".parquet", *_TAR_SUFFIXES)))
+        ]
+        empty, what = not usable, "no matching image, .parquet or .tar files"
+    elif kind == "parquet":
+        with contextlib.suppress(Exception):  # unreadable: reported by the run as a rejection
+            empty, what = _parquet_rows(Path(target)) == 0, "no rows"
+    elif kind in ("parquet-folder", "webdataset-folder"):
+        files = list(_walk_files(Path(target), options.exclude, stats))
+        empty = not files
+    elif kind == "webdataset":
+        with contextlib.suppress(Exception), tarfile.open(target, mode="r|*") as tar:
+            empty, what = next(iter(tar), None) is None, "no members"
+    elif kind == "arrow":
+        split_name, dataset = _arrow_split(target, options.split, options.stats)
+        empty, what = dataset.num_rows == 0, f"no rows in split {split_name!r}"
+    elif kind == "url-txt":
+        empty, what = next(_url_rows_txt(Path(target)), None) is None, "no URLs"
+    elif kind == "url-csv":
+        empty, what = next(_url_rows_csv(Path(target)), None) is None, "no URLs"
+    if empty:
+        raise ValueError(f"source {target} is empty: {what}")
+
+
 # --------------------------------------------------------------------------- dispatch
 
 
-def _resolve(text: str) -> _Plan:
+def _resolve(text: str, exclude: tuple[Path, ...] = ()) -> _Plan:
     """Find the kind of one spec; raises when it does not exist or is of no known kind."""
     scheme = urlsplit(text).scheme.lower() if "://" in text else ""
     if scheme in ("http", "https"):
@@ -327,7 +532,7 @@ def _resolve(text: str) -> _Plan:
         raise ValueError(f"unsupported URL scheme {scheme!r} in source {text!r}")
     path = Path(text)
     if path.is_dir():
-        return _Plan(_folder_kind(path), text)
+        return _Plan(_folder_kind(path, exclude), text)
     if path.is_file():
         name = path.name.lower()
         if name.endswith(".parquet"):
@@ -350,7 +555,7 @@ def _resolve(text: str) -> _Plan:
     return _Plan("glob", text, tuple(Path(m) for m in matches))
 
 
-def _folder_kind(folder: Path) -> str:
+def _folder_kind(folder: Path, exclude: tuple[Path, ...] = ()) -> str:
     """``arrow``, ``imagefolder``, ``parquet-folder``, ``webdataset-folder`` or ``folder``."""
     names = set(os.listdir(folder))
     if "dataset_dict.json" in names or {"dataset_info.json", "state.json"} <= names:
@@ -359,12 +564,14 @@ def _folder_kind(folder: Path) -> str:
         return "imagefolder"
     for name in sorted(names):
         sub = folder / name
+        if _is_excluded(sub, exclude):
+            continue
         if not name.startswith(".") and any(
             (sub / meta).is_file() for meta in _IMAGEFOLDER_METADATA
         ):
             return "imagefolder"
     tables = shards = False
-    for path in _walk_files(folder):
+    for path in _walk_files(folder, exclude):
         if is_image_file(path):
             return "folder"
         tables = tables or path.name.lower().endswith(".parquet")
@@ -374,46 +581,87 @@ def _folder_kind(folder: Path) -> str:
     return "webdataset-folder" if shards else "folder"
 
 
-def _run(plans: list[_Plan], *, batch_size: int, fetch: FetchConfig) -> Iterator[SourceItem]:
+def _identity(item: SourceItem) -> str:
+    """What makes an input the same input: its resolved file, or its source with the file
+    part resolved (``/abs/t.parquet#row=3``), or its URL."""
+    if item.path is not None and item.data is None:
+        return str(item.path.resolve())
+    if "://" in item.source:
+        return item.source
+    base, sep, fragment = item.source.rpartition("#")
+    if sep:
+        return f"{Path(base).resolve()}#{fragment}"
+    return str(Path(item.source).resolve())
+
+
+def _run(plans: list[_Plan], options: _Options) -> Iterator[SourceItem]:
     seen: set[Path] = set()
+    identities: set[str] = set()
+    urls: set[str] = set()
+    stats = options.stats
     for is_url, group in itertools.groupby(plans, key=lambda plan: plan.kind == "url"):
         if is_url:  # consecutive URL specs share one download window
-            yield from _fetch_in_order((_UrlRow(p.target, None, {}) for p in group), fetch)
+            rows = _unique_urls((_UrlRow(p.target, None, {}) for p in group), urls, stats)
+            stream = _fetch_in_order(rows, options.fetch)
+        else:
+            stream = (item for plan in group for item in _iter_plan(plan, seen, urls, options))
+        for item in stream:
+            identity = _identity(item)
+            if identity in identities:
+                stats.repeated += 1
+                continue
+            identities.add(identity)
+            if item.caption is not None and item.caption_from:
+                stats.caption_columns[item.caption_from] += 1
+            yield item
+
+
+def _unique_urls(rows: Iterable[_UrlRow], urls: set[str], stats: SourceStats) -> Iterator[_UrlRow]:
+    """``rows`` without URLs already listed (downloaded once, counted as repeated)."""
+    for row in rows:
+        if row.url and row.url in urls:
+            stats.repeated += 1
             continue
-        for plan in group:
-            yield from _iter_plan(plan, seen, batch_size=batch_size, fetch=fetch)
+        urls.add(row.url)
+        yield row
 
 
 def _iter_plan(
-    plan: _Plan, seen: set[Path], *, batch_size: int, fetch: FetchConfig
+    plan: _Plan, seen: set[Path], urls: set[str], options: _Options
 ) -> Iterator[SourceItem]:
     kind, target = plan.kind, plan.target
+    batch_size, fetch, exclude, stats = (
+        options.batch_size,
+        options.fetch,
+        options.exclude,
+        options.stats,
+    )
     if kind == "folder":
-        yield from _iter_image_folder(Path(target), seen)
+        yield from _iter_image_folder(Path(target), seen, options)
     elif kind == "file":
-        yield from _iter_image_files([Path(target)], seen)
+        yield from _iter_image_files([Path(target)], seen, options)
     elif kind == "imagefolder":
-        yield from _iter_imagefolder(Path(target), seen)
+        yield from _iter_imagefolder(Path(target), seen, options)
     elif kind == "arrow":
-        yield from _iter_arrow_dataset(target, batch_size=batch_size)
+        yield from _iter_arrow_dataset(target, batch_size=batch_size, options=options)
     elif kind == "parquet":
-        yield from _iter_parquet(Path(target), batch_size=batch_size, fetch=fetch)
+        yield from _iter_parquet(Path(target), batch_size=batch_size, fetch=fetch, urls=urls)
     elif kind == "parquet-folder":
-        for path in _walk_files(Path(target)):
+        for path in _walk_files(Path(target), exclude, stats):
             if path.name.lower().endswith(".parquet"):
-                yield from _iter_parquet(path, batch_size=batch_size, fetch=fetch)
+                yield from _iter_parquet(path, batch_size=batch_size, fetch=fetch, urls=urls)
     elif kind == "webdataset":
         yield from _iter_webdataset(Path(target))
     elif kind == "webdataset-folder":
-        for path in _walk_files(Path(target)):
+        for path in _walk_files(Path(target), exclude, stats):
             if path.name.lower().endswith(_TAR_SUFFIXES):
                 yield from _iter_webdataset(path)
     elif kind == "url-txt":
-        yield from _fetch_in_order(_url_rows_txt(Path(target)), fetch)
+        yield from _fetch_in_order(_unique_urls(_url_rows_txt(Path(target)), urls, stats), fetch)
     elif kind == "url-csv":
-        yield from _fetch_in_order(_url_rows_csv(Path(target)), fetch)
+        yield from _fetch_in_order(_unique_urls(_url_rows_csv(Path(target)), urls, stats), fetch)
     elif kind == "glob":
-        yield from _iter_glob(plan.files, seen, batch_size=batch_size, fetch=fetch)
+        yield from _iter_glob(plan.files, seen, urls, options)
     else:  # pragma: no cover - _resolve only returns the kinds above
         raise AssertionError(f"unhandled source kind {kind!r}")
 
@@ -421,18 +669,52 @@ def _iter_plan(
 # --------------------------------------------------------------------------- local files
 
 
-def _walk_files(root: Path) -> Iterator[Path]:
-    """Files below ``root``, sorted, hidden files and folders skipped."""
+def _walk_files(
+    root: Path, exclude: tuple[Path, ...] = (), stats: SourceStats | None = None
+) -> Iterator[Path]:
+    """Files below ``root``, sorted; hidden files and folders and ``exclude`` skipped (and
+    counted in ``stats``)."""
+    stats = stats if stats is not None else SourceStats()
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        kept = []
+        for name in sorted(dirnames):
+            if name.startswith("."):
+                stats.hidden += 1
+            elif _is_excluded(Path(dirpath) / name, exclude):
+                stats.excluded += 1
+            else:
+                kept.append(name)
+        dirnames[:] = kept
         for filename in sorted(filenames):
-            if not filename.startswith("."):
+            if filename.startswith("."):
+                stats.hidden += 1
+            else:
                 yield Path(dirpath) / filename
 
 
-def _first_visit(path: Path, seen: set[Path]) -> bool:
+def _walk_images(
+    root: Path, exclude: tuple[Path, ...] = (), stats: SourceStats | None = None
+) -> Iterator[Path]:
+    """Image files below ``root`` (see :func:`_walk_files`); other files are counted in
+    ``stats.other_files`` unless they are caption sidecars or imagefolder metadata."""
+    stats = stats if stats is not None else SourceStats()
+    if root.is_file():
+        yield root
+        return
+    for path in _walk_files(root, exclude, stats):
+        if is_image_file(path):
+            yield path
+        elif path.suffix.lower() not in (".txt", ".json") and path.name not in (
+            _IMAGEFOLDER_METADATA
+        ):
+            stats.other_files += 1
+
+
+def _first_visit(path: Path, seen: set[Path], stats: SourceStats | None = None) -> bool:
     resolved = path.resolve()
     if resolved in seen:
+        if stats is not None:
+            stats.repeated += 1
         return False
     seen.add(resolved)
     return True
@@ -447,70 +729,97 @@ def _category(path: Path, root: Path | None) -> dict[str, str]:
 
 def _file_item(path: Path, root: Path | None) -> SourceItem:
     """An image file with its sidecar caption and metadata."""
-    caption, metadata = _read_sidecar(path)
+    caption, metadata, where = _read_sidecar_from(path)
     for key, value in _category(path, root).items():
         metadata.setdefault(key, value)
-    return SourceItem(source=str(path), path=path, caption=caption, metadata=metadata)
+    return SourceItem(
+        source=str(path), path=path, caption=caption, metadata=metadata, caption_from=where
+    )
 
 
-def _iter_image_folder(root: Path, seen: set[Path]) -> Iterator[SourceItem]:
+def _iter_image_folder(root: Path, seen: set[Path], options: _Options) -> Iterator[SourceItem]:
     """Image files below ``root`` (recursive, sorted), captions from sidecars."""
-    for path in iter_image_files(root):
-        if _first_visit(path, seen):
+    for path in _walk_images(root, options.exclude, options.stats):
+        if _first_visit(path, seen, options.stats):
             yield _file_item(path, root)
 
 
-def _iter_image_files(paths: Iterable[Path], seen: set[Path]) -> Iterator[SourceItem]:
+def _iter_image_files(
+    paths: Iterable[Path], seen: set[Path], options: _Options
+) -> Iterator[SourceItem]:
     """Single image files, captions from sidecars."""
     for path in paths:
-        if _first_visit(path, seen):
+        if _is_excluded(path, options.exclude):
+            options.stats.excluded += 1
+        elif _first_visit(path, seen, options.stats):
             yield _file_item(path, None)
 
 
 def _iter_glob(
-    matches: Iterable[Path], seen: set[Path], *, batch_size: int, fetch: FetchConfig
+    matches: Iterable[Path], seen: set[Path], urls: set[str], options: _Options
 ) -> Iterator[SourceItem]:
     """Glob matches: image files, Parquet files and tar shards (other files are skipped)."""
     for path in matches:
         if not path.is_file():
             continue
+        if _is_excluded(path, options.exclude):
+            options.stats.excluded += 1
+            continue
         name = path.name.lower()
         if is_image_file(path):
-            yield from _iter_image_files([path], seen)
+            yield from _iter_image_files([path], seen, options)
         elif name.endswith(".parquet"):
-            yield from _iter_parquet(path, batch_size=batch_size, fetch=fetch)
+            yield from _iter_parquet(
+                path, batch_size=options.batch_size, fetch=options.fetch, urls=urls
+            )
         elif name.endswith(_TAR_SUFFIXES):
             yield from _iter_webdataset(path)
 
 
 def _read_sidecar(path: Path) -> tuple[str | None, dict[str, Any]]:
     """Caption and extra fields from ``<stem>.txt`` or ``<stem>.json`` beside ``path``."""
+    caption, metadata, _ = _read_sidecar_from(path)
+    return caption, metadata
+
+
+def _read_sidecar_from(path: Path) -> tuple[str | None, dict[str, Any], str | None]:
+    """:func:`_read_sidecar` and where the caption came from."""
     text_file = path.with_suffix(".txt")
     if text_file.is_file():
-        return text_file.read_text(encoding="utf-8", errors="replace").strip(), {}
+        text = text_file.read_text(encoding="utf-8", errors="replace").strip()
+        return text, {}, "sidecar .txt"
     json_file = path.with_suffix(".json")
     if not json_file.is_file():
-        return None, {}
+        return None, {}, None
     try:
         record = json.loads(json_file.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         _LOG.warning("ignoring unreadable caption sidecar %s: %s", json_file, exc)
-        return None, {}
+        return None, {}, None
     if not isinstance(record, dict):
-        return None, {}
-    caption = _pop_caption(record)
-    return caption, _plain_metadata(record)
+        return None, {}, None
+    caption, column = _pop_caption_from(record)
+    where = f"sidecar .json field {column}" if caption is not None else None
+    return caption, _plain_metadata(record), where
 
 
 def _pop_caption(row: dict[str, Any]) -> str | None:
     """Remove and return the first caption column of ``row`` (``None`` when none or empty)."""
-    for column in CAPTION_COLUMNS:
-        if column in row:
+    return _pop_caption_from(row)[0]
+
+
+def _pop_caption_from(row: dict[str, Any]) -> tuple[str | None, str | None]:
+    """:func:`_pop_caption` and the column it used. Columns are matched case-insensitively,
+    in the order of :data:`CAPTION_COLUMNS` (``text`` before ``caption``; ``text`` before
+    ``TEXT``); the first non-empty one wins and every caption column is removed."""
+    found: tuple[str | None, str | None] = (None, None)
+    for wanted in CAPTION_COLUMNS:
+        for column in sorted((c for c in row if str(c).lower() == wanted), key=str, reverse=True):
             value = row.pop(column)
-            if value is None or value == "":
-                return None
-            return value.strip() if isinstance(value, str) else str(value)
-    return None
+            if found[0] is None and value is not None and value != "":
+                text = value.strip() if isinstance(value, str) else str(value)
+                found = (text or None, column if text else None)
+    return found
 
 
 def _is_binary(value: Any) -> bool:
@@ -531,9 +840,13 @@ def _plain_metadata(row: dict[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- imagefolder
 
 
-def _metadata_files(root: Path) -> Iterator[Path]:
+def _metadata_files(root: Path, exclude: tuple[Path, ...] = ()) -> Iterator[Path]:
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        dirnames[:] = sorted(
+            d
+            for d in dirnames
+            if not d.startswith(".") and not _is_excluded(Path(dirpath) / d, exclude)
+        )
         present = [name for name in _IMAGEFOLDER_METADATA if name in filenames]
         if len(present) > 1:
             raise ValueError(
@@ -563,14 +876,14 @@ def _metadata_rows(meta_file: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             yield line_no, row
 
 
-def _iter_imagefolder(root: Path, seen: set[Path]) -> Iterator[SourceItem]:
+def _iter_imagefolder(root: Path, seen: set[Path], options: _Options) -> Iterator[SourceItem]:
     """A Hugging Face imagefolder: rows of its metadata files, then images none of them lists.
 
     Captions and metadata come from the metadata files (``text`` column), not from sidecars.
     The set of listed files is kept to find unlisted images (one path per row).
     """
     listed: set[Path] = set()
-    for meta_file in _metadata_files(root):
+    for meta_file in _metadata_files(root, options.exclude):
         for line_no, row in _metadata_rows(meta_file):
             where = f"{meta_file}:{line_no}"
             file_name = row.pop("file_name", None)
@@ -581,15 +894,24 @@ def _iter_imagefolder(root: Path, seen: set[Path]) -> Iterator[SourceItem]:
             if not path.is_file():
                 yield SourceItem(source=str(path), error=f"missing file listed in {where}")
                 continue
-            if not _first_visit(path, seen):
+            if _is_excluded(path, options.exclude):
+                options.stats.excluded += 1
                 continue
-            caption = _pop_caption(row)
+            if not _first_visit(path, seen, options.stats):
+                continue
+            caption, column = _pop_caption_from(row)
             metadata = _plain_metadata(row)
             for key, value in _category(path, root).items():
                 metadata.setdefault(key, value)
-            yield SourceItem(source=str(path), path=path, caption=caption, metadata=metadata)
-    for path in iter_image_files(root):
-        if path.resolve() not in listed and _first_visit(path, seen):
+            yield SourceItem(
+                source=str(path),
+                path=path,
+                caption=caption,
+                metadata=metadata,
+                caption_from=f"{meta_file.name} column {column}" if column else None,
+            )
+    for path in _walk_images(root, options.exclude, options.stats):
+        if path.resolve() not in listed and _first_visit(path, seen, options.stats):
             yield SourceItem(source=str(path), path=path, metadata=_category(path, root))
 
 
@@ -616,7 +938,7 @@ def _image_value(value: Any, base: Path) -> tuple[bytes | None, Path | None, str
 
 def _row_item(source: str, row: dict[str, Any], image_column: str, base: Path) -> SourceItem:
     data, path, error = _image_value(row.pop(image_column), base)
-    caption = _pop_caption(row)
+    caption, column = _pop_caption_from(row)
     return SourceItem(
         source=source,
         path=path,
@@ -624,6 +946,7 @@ def _row_item(source: str, row: dict[str, Any], image_column: str, base: Path) -
         metadata=_plain_metadata(row),
         error=error,
         data=data,
+        caption_from=f"column {column}" if column else None,
     )
 
 
@@ -654,7 +977,9 @@ def _parquet_image_column(schema: Any) -> str | None:
     return None
 
 
-def _iter_parquet(path: Path, *, batch_size: int, fetch: FetchConfig) -> Iterator[SourceItem]:
+def _iter_parquet(
+    path: Path, *, batch_size: int, fetch: FetchConfig, urls: set[str] | None = None
+) -> Iterator[SourceItem]:
     """Rows of a Parquet file, ``batch_size`` at a time: images, or URLs to download."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -667,7 +992,10 @@ def _iter_parquet(path: Path, *, batch_size: int, fetch: FetchConfig) -> Iterato
     schema = table.schema_arrow
     image_column = _parquet_image_column(schema)
     if image_column is None and "url" in schema.names:
-        yield from _fetch_in_order(_url_rows_parquet(table, batch_size), fetch)
+        rows = _url_rows_parquet(table, batch_size)
+        if urls is not None:
+            rows = _unique_urls(rows, urls, SourceStats())
+        yield from _fetch_in_order(rows, fetch)
         return
     if image_column is None:
         raise ValueError(
@@ -684,15 +1012,41 @@ def _iter_parquet(path: Path, *, batch_size: int, fetch: FetchConfig) -> Iterato
         yield SourceItem(source=f"{path}#row={row}", error=f"unreadable parquet row: {exc}")
 
 
-def _iter_arrow_dataset(root: str, *, batch_size: int) -> Iterator[SourceItem]:
-    """Rows of a dataset saved with ``Dataset.save_to_disk`` (every split of a DatasetDict)."""
+def _arrow_split(root: str, split: str, stats: SourceStats) -> tuple[str | None, Any]:
+    """(split name or None, dataset) of a saved ``Dataset`` or one split of a ``DatasetDict``.
+
+    A DatasetDict gives its ``split`` only (a note in ``stats`` names the splits not read);
+    raises when it has no such split.
+    """
     import datasets
 
     loaded = datasets.load_from_disk(root)
-    if isinstance(loaded, datasets.DatasetDict):
-        splits = [(os.path.join(root, split), ds) for split, ds in loaded.items()]
-    else:
-        splits = [(root, loaded)]
+    if not isinstance(loaded, datasets.DatasetDict):
+        return None, loaded
+    if split not in loaded:
+        raise ValueError(
+            f"source {root} is a DatasetDict without a {split!r} split (its splits: "
+            f"{', '.join(loaded)}); choose one with the config key `split: NAME`"
+        )
+    others = [name for name in loaded if name != split]
+    note = f"{root}: read split {split!r} of the DatasetDict"
+    note += f" (not read: {', '.join(others)})" if others else ""
+    if note not in stats.notes:
+        stats.notes.append(note)
+    return split, loaded[split]
+
+
+def _iter_arrow_dataset(
+    root: str, *, batch_size: int, options: _Options | None = None
+) -> Iterator[SourceItem]:
+    """Rows of a dataset saved with ``Dataset.save_to_disk`` (one split of a DatasetDict:
+    ``options.split``, default ``train``)."""
+    import datasets
+
+    split, dataset = _arrow_split(
+        root, options.split if options else "train", options.stats if options else SourceStats()
+    )
+    splits = [(os.path.join(root, split) if split else root, dataset)]
     for label, dataset in splits:
         image_column = next(
             (name for name, f in dataset.features.items() if isinstance(f, datasets.Image)), None
@@ -728,6 +1082,7 @@ def _wds_sample(shard: Path, key: str, members: dict[str, bytes]) -> SourceItem:
     source = f"{shard}#{key}"
     image_ext = next((e for e in _WDS_IMAGE_EXTS if e in members), None)
     caption: str | None = None
+    where: str | None = None
     metadata: dict[str, Any] = {}
     if "json" in members:
         try:
@@ -736,10 +1091,12 @@ def _wds_sample(shard: Path, key: str, members: dict[str, bytes]) -> SourceItem:
             _LOG.warning("ignoring unreadable %s.json: %s", source, exc)
             record = None
         if isinstance(record, dict):
-            caption = _pop_caption(record)
+            caption, column = _pop_caption_from(record)
+            where = f"member .json field {column}" if column else None
             metadata.update(_plain_metadata(record))
     if "txt" in members:
         caption = members["txt"].decode("utf-8", errors="replace").strip()
+        where = "member .txt"
     for ext, blob in members.items():
         if ext not in ("txt", "json") and ext not in _WDS_IMAGE_EXTS:
             with contextlib.suppress(UnicodeDecodeError):
@@ -747,9 +1104,13 @@ def _wds_sample(shard: Path, key: str, members: dict[str, bytes]) -> SourceItem:
     if image_ext is None:
         found = ", ".join(f".{e}" for e in sorted(members)) or "none read"
         reason = f"no image member in sample (members: {found})"
-        return SourceItem(source=source, caption=caption, metadata=metadata, error=reason)
+        return SourceItem(
+            source=source, caption=caption, metadata=metadata, error=reason, caption_from=where
+        )
     metadata["image_ext"] = image_ext
-    return SourceItem(source, caption=caption, metadata=metadata, data=members[image_ext])
+    return SourceItem(
+        source, caption=caption, metadata=metadata, data=members[image_ext], caption_from=where
+    )
 
 
 def _iter_webdataset(shard: Path) -> Iterator[SourceItem]:
@@ -829,7 +1190,9 @@ def _url_rows_csv(path: Path) -> Iterator[_UrlRow]:
         for row in reader:
             row = {k: v for k, v in row.items() if v not in ("", None)}
             url = row.pop("url", "").strip()
-            caption = _pop_caption(row)
+            caption, column = _pop_caption_from(row)
+            if column:
+                row["_caption_from"] = f"column {column}"
             yield _UrlRow(url, caption, row)
 
 
@@ -837,16 +1200,23 @@ def _url_rows_parquet(table: Any, batch_size: int) -> Iterator[_UrlRow]:
     for batch in table.iter_batches(batch_size=batch_size):
         for row in batch.to_pylist():
             url = row.pop("url") or ""
-            caption = _pop_caption(row)
-            yield _UrlRow(str(url).strip(), caption, _plain_metadata(row))
+            caption, column = _pop_caption_from(row)
+            metadata = _plain_metadata(row)
+            if column:
+                metadata["_caption_from"] = f"column {column}"
+            yield _UrlRow(str(url).strip(), caption, metadata)
 
 
 def _fetch(row: _UrlRow, config: FetchConfig) -> SourceItem:
     """Download one URL with retries; failures become an item with ``error``, never raise."""
     url, caption, metadata = row
+    metadata = dict(metadata)
+    where = metadata.pop("_caption_from", None)
 
     def failed(reason: str) -> SourceItem:
-        return SourceItem(source=url, caption=caption, metadata=metadata, error=reason)
+        return SourceItem(
+            source=url, caption=caption, metadata=metadata, error=reason, caption_from=where
+        )
 
     if not url:
         return failed("empty URL")
@@ -855,7 +1225,9 @@ def _fetch(row: _UrlRow, config: FetchConfig) -> SourceItem:
         path = Path(_file_url_path(url))
         if not path.is_file():
             return failed(f"file not found: {path}")
-        return SourceItem(source=url, path=path, caption=caption, metadata=metadata)
+        return SourceItem(
+            source=url, path=path, caption=caption, metadata=metadata, caption_from=where
+        )
     if scheme not in ("http", "https"):
         return failed(f"unsupported URL scheme {scheme!r}")
     headers = {"User-Agent": config.user_agent, "Accept": "image/*,*/*;q=0.8"}
@@ -896,6 +1268,7 @@ def _fetch(row: _UrlRow, config: FetchConfig) -> SourceItem:
                 caption=caption,
                 metadata={**metadata, "content_type": content_type},
                 data=data,
+                caption_from=where,
             )
     return failed(f"{reason} after {tries} {'try' if tries == 1 else 'tries'}")
 

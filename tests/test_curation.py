@@ -17,8 +17,8 @@ from skimage import data
 from test_captioner import tiny_blip  # noqa: F401  (fixture)
 
 from restorelab.config import ConfigError
-from restorelab.curation import CurationConfig, curate, iter_sources
-from restorelab.imageio import pixel_hash, read_image
+from restorelab.curation import CurationConfig, CurationError, curate, iter_sources
+from restorelab.imageio import decode_image, pixel_hash, read_image
 
 #: Filters for these ~0.2-0.4 MP test photos: SDXL's 1024 px would reject them all.
 SMALL = {"min_side": 200}
@@ -304,6 +304,7 @@ def test_in_memory_sources_export(tmp_path: Path) -> None:
     assert {r["text"] for r in rows} == {"an astronaut", "a coffee cup"}
     assert rows[0]["source"].endswith("shard.parquet#row=0")
     assert np.array_equal(read_image(out / rows[0]["file_name"]), data.astronaut())
+    assert _load(out).num_rows == 2  # the exported blobs load with datasets too
 
 
 def test_quotas_by_folder(tmp_path: Path) -> None:
@@ -377,12 +378,12 @@ def test_config_validation(tmp_path: Path) -> None:
     assert CurationConfig().filters["min_side"] == 1024 and CurationConfig().target == 2600
     bad = tmp_path / "bad.yaml"
     bad.write_text("filters:\n  min_sid: 256\n", "utf-8")
-    with pytest.raises(ConfigError, match=r"bad\.yaml: unknown filter\(s\) \['min_sid'\]"):
+    with pytest.raises(ConfigError, match=r"bad\.yaml: filters: unknown filter\(s\) 'min_sid'"):
         CurationConfig.from_yaml(bad)
     bad.write_text("targt: 5\n", "utf-8")
-    with pytest.raises(ConfigError, match=r"unknown key\(s\) targt"):
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) 'targt'"):
         CurationConfig.from_yaml(bad)
-    with pytest.raises(ValueError, match="quotas need a category"):
+    with pytest.raises(ValueError, match="quotas: need a category"):
         CurationConfig(quotas={"face": 0.3})
 
 
@@ -436,3 +437,555 @@ def test_progress_bars_with_totals_and_unreadable_sources(tmp_path: Path, capsys
     assert _rejected(out)["junk.parquet"].startswith("unreadable: parquet file: ")
     errors = capsys.readouterr().err
     assert "analyse" in errors
+
+
+# --------------------------------------------------------------------------- issue 15 replays
+
+
+def _two_photo_source(root: Path) -> Path:
+    src = root / "src"
+    src.mkdir(parents=True)
+    for name in ("astronaut", "coffee"):
+        Image.fromarray(PHOTOS[name]()).save(src / f"{name}.png")
+    return src
+
+
+def _load(out: Path):
+    datasets = pytest.importorskip("datasets")
+    return datasets.load_dataset("imagefolder", data_dir=str(out), split="train")
+
+
+def test_a_late_failure_leaves_the_previous_dataset_loadable(tmp_path: Path, monkeypatch) -> None:
+    """Finding 1: a failure after the analysis (here: selection raising) used to leave an
+    empty images/ folder beside the old metadata.jsonl; now the old dataset stays whole."""
+    from restorelab.curation import pipeline
+
+    src = _two_photo_source(tmp_path)
+    out = tmp_path / "out"
+    curate([src], out, CurationConfig(filters=SMALL, target=None), progress=False)
+    before = (out / "metadata.jsonl").read_bytes()
+    (out / "notes.txt").write_text("mine", "utf-8")  # a user's file: carried over
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("late failure")
+
+    monkeypatch.setattr(pipeline, "_select", broken)
+    with pytest.raises(RuntimeError, match="late failure"):
+        curate([src], out, CurationConfig(filters=SMALL, target=None), progress=False)
+    assert (out / "metadata.jsonl").read_bytes() == before
+    assert _load(out).num_rows == 2
+    assert not list(tmp_path.glob(".out.curating-*"))  # staging removed
+    # a config error is caught before any work (and names the file and key)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("category: folder\nquotas: {red: 2.0}\n", "utf-8")
+    with pytest.raises(ConfigError, match=r"bad\.yaml: quotas\.red: expected a share"):
+        CurationConfig.from_yaml(bad)
+    monkeypatch.undo()
+    curate([src], out, CurationConfig(filters=SMALL, target=1), progress=False)
+    assert _load(out).num_rows == 1 and (out / "notes.txt").read_text("utf-8") == "mine"
+    assert (out / ".cache" / "analysis.sqlite").is_file()
+
+
+_SLOW_RUN = """
+import sys, time
+from pathlib import Path
+from restorelab.curation import CurationConfig, curate, pipeline
+real = pipeline.analyse
+def slow(*args, **kwargs):
+    Path(sys.argv[3]).touch()
+    time.sleep(0.5)
+    return real(*args, **kwargs)
+pipeline.analyse = slow
+curate([sys.argv[1]], sys.argv[2], CurationConfig(filters={"min_side": 200}, target=None,
+       workers=1), progress=False)
+"""
+
+
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGKILL"])
+def test_an_interrupted_run_leaves_the_previous_dataset(tmp_path: Path, signal_name: str) -> None:
+    """Finding 1: Ctrl-C or kill -9 during a re-run keeps the old dataset loadable; the next
+    run cleans up what a killed run left."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    src = _two_photo_source(tmp_path)
+    out = tmp_path / "out"
+    curate([src], out, CurationConfig(filters=SMALL, target=None), progress=False)
+    before = (out / "metadata.jsonl").read_bytes()
+    for name in ("chelsea", "rocket", "motorcycle"):
+        Image.fromarray(PHOTOS[name]()).save(src / f"{name}.png")
+    marker = tmp_path / "started"
+    proc = subprocess.Popen([sys.executable, "-c", _SLOW_RUN, str(src), str(out), str(marker)])
+    try:
+        deadline = time.time() + 60
+        while not marker.exists() and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        assert marker.exists(), "the run never started analysing"
+        proc.send_signal(getattr(signal, signal_name))
+        proc.wait(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode != 0
+    assert (out / "metadata.jsonl").read_bytes() == before
+    assert _load(out).num_rows == 2
+    leftovers = list(tmp_path.glob(".out.curating-*"))
+    assert bool(leftovers) == (signal_name == "SIGKILL")  # Ctrl-C cleans up at once
+    result = curate([src], out, CurationConfig(filters=SMALL, target=None), progress=False)
+    assert result.kept == 5 and _load(out).num_rows == 5
+    assert not list(tmp_path.glob(".out.curating-*"))
+
+
+def test_recovery_brings_back_a_cache_moved_before_a_kill(tmp_path: Path) -> None:
+    """A kill between moving OUT's cache into the staging folder and the swap: the next run
+    moves the cache back before doing anything."""
+    from restorelab.curation.output import recover
+
+    out = tmp_path / "out"
+    (out / "images").mkdir(parents=True)
+    staging = tmp_path / ".out.curating-99999999"
+    (staging / ".cache").mkdir(parents=True)
+    (staging / ".cache" / "analysis.sqlite").write_bytes(b"db")
+    (staging / "metadata.jsonl").write_text("{}\n", "utf-8")
+    assert recover(out) == [staging]
+    assert (out / ".cache" / "analysis.sqlite").read_bytes() == b"db"
+    assert not staging.exists() and not (out / "metadata.jsonl").exists()
+
+
+def _jpeg_bytes(image: np.ndarray, quality: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+_NO_QUALITY_FILTERS = {
+    **SMALL,
+    "min_jpeg_quality": None,
+    "min_sharpness": None,
+    "max_noise_sigma": None,
+    "reject_grayscale": None,
+}
+
+
+def _keeper_of(tmp_path: Path, files: dict[str, bytes], captions: dict[str, str] | None = None):
+    src = tmp_path / "src"
+    src.mkdir(parents=True)
+    for name, payload in files.items():
+        (src / name).write_bytes(payload)
+    for name, text in (captions or {}).items():
+        (src / name).with_suffix(".txt").write_text(text, "utf-8")
+    out = tmp_path / "out"
+    curate([src], out, CurationConfig(filters=_NO_QUALITY_FILTERS, target=None), progress=False)
+    return _kept(out), _rejected(out)
+
+
+def test_a_higher_quality_re_encode_does_not_beat_its_jpeg(tmp_path: Path) -> None:
+    """Finding 2: a q85 original and its own re-encode at q98 (same size): the original is
+    kept; the other way round (a q98 original and a q85 copy), the q98 file is kept."""
+    photo = data.astronaut()
+    original = _jpeg_bytes(photo, 85)
+    re_encode = _jpeg_bytes(decode_image(original), 98)
+    kept, rejected = _keeper_of(tmp_path / "a", {"a_q98.jpg": re_encode, "b_q85.jpg": original})
+    assert list(kept) == ["b_q85.jpg"]
+    assert "re-encode of the JPEG" in rejected["a_q98.jpg"]
+    camera = _jpeg_bytes(photo, 98)
+    copy = _jpeg_bytes(decode_image(camera), 85)
+    kept, _ = _keeper_of(tmp_path / "b", {"a_q85.jpg": copy, "b_q98.jpg": camera})
+    assert list(kept) == ["b_q98.jpg"]
+    # a q98 re-encode does not launder a q80 JPEG past the min_jpeg_quality filter
+    src = tmp_path / "c"
+    src.mkdir()
+    poor = _jpeg_bytes(photo, 80)
+    (src / "a_q98.jpg").write_bytes(_jpeg_bytes(decode_image(poor), 98))
+    (src / "b_q80.jpg").write_bytes(poor)
+    out = tmp_path / "c_out"
+    with pytest.raises(CurationError):
+        curate([src], out, CurationConfig(filters=SMALL, target=None), progress=False)
+    reasons = _rejected(tmp_path / ".c_out.failed")
+    assert reasons["b_q80.jpg"].startswith("compressed: jpeg_quality 80 < 85")
+    assert reasons["a_q98.jpg"].startswith("near duplicate: of ")
+    assert "re-encode of the JPEG" in reasons["a_q98.jpg"]
+
+
+def test_png_alpha_cmyk_and_tone_shifted_copies_lose_to_their_source(tmp_path: Path) -> None:
+    """Finding 2: a PNG of a JPEG's pixels (exact and after a tiny edit), a washed-out RGBA
+    copy (alpha 200), a CMYK copy and a brightened PNG copy all lose to the source JPEG."""
+    photo = data.chelsea()
+    original = _jpeg_bytes(photo, 85)
+    pixels = decode_image(original)
+
+    def png(image: np.ndarray, mode: str | None = None) -> bytes:
+        buffer = io.BytesIO()
+        Image.fromarray(image, mode).save(buffer, format="PNG" if mode != "CMYK" else "JPEG")
+        return buffer.getvalue()
+
+    rgba = np.dstack([pixels, np.full(pixels.shape[:2], 200, np.uint8)])
+    edited = pixels.copy()
+    edited[:4, :4] = 0
+    cmyk = io.BytesIO()
+    Image.fromarray(pixels).convert("CMYK").save(cmyk, format="JPEG", quality=98)
+    bright = np.clip(pixels.astype(np.float32) * 1.1, 0, 255).astype(np.uint8)
+    files = {
+        "a_same_pixels.png": png(pixels),
+        "b_edited.png": png(edited),
+        "c_alpha.png": png(rgba, "RGBA"),
+        "d_cmyk.jpg": cmyk.getvalue(),
+        "e_bright.png": png(bright),
+        "z_original.jpg": original,
+    }
+    kept, rejected = _keeper_of(tmp_path, files)
+    assert list(kept) == ["z_original.jpg"]
+    assert rejected["a_same_pixels.png"].startswith("exact duplicate: same pixels as ")
+    assert "lossless copy of the JPEG" in rejected["b_edited.png"]
+    assert "RGBA copy" in rejected["c_alpha.png"]
+    assert "CMYK copy" in rejected["d_cmyk.jpg"]
+    assert "tone-shifted copy" in rejected["e_bright.png"]
+
+
+def test_captions_of_dropped_duplicates_go_to_the_keeper(tmp_path: Path) -> None:
+    """Finding 3: only the dropped copy has a caption: the keeper gets it, says where it came
+    from, and survives require_captions."""
+    photo = data.astronaut()
+    original = _jpeg_bytes(photo, 90)
+    buffer = io.BytesIO()
+    Image.fromarray(decode_image(original)).save(buffer, format="PNG")
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a_copy.png").write_bytes(buffer.getvalue())
+    (src / "a_copy.txt").write_text("An astronaut in a white suit beside a flag.", "utf-8")
+    (src / "b_original.jpg").write_bytes(original)
+    out = tmp_path / "out"
+    config = CurationConfig(filters=_NO_QUALITY_FILTERS, target=None, require_captions=True)
+    curate([src], out, config, progress=False)
+    row = _kept(out)["b_original.jpg"]
+    assert row["text"] == "An astronaut in a white suit beside a flag."
+    assert row["caption_source"] == "duplicate"
+    assert row["caption_origin"].endswith("a_copy.png (sidecar .txt)")
+
+
+def test_every_output_variant_loads_with_datasets(library: Path, tmp_path: Path) -> None:
+    """Finding 4 and deliverable 7: with parquet_shard_rows the imagefolder still loads, and
+    so do the Parquet shards; the card's loading snippets say how."""
+    datasets = pytest.importorskip("datasets")
+    out = tmp_path / "out"
+    config = CurationConfig(filters=SMALL, target=None, parquet_shard_rows=2)
+    curate([library], out, config, progress=False)
+    folder = _load(out)
+    shards = sorted((out / "parquet").glob("*.parquet"))
+    assert [p.name for p in shards] == [f"part-{k:05d}-of-00003.parquet" for k in range(3)]
+    table = datasets.load_dataset("parquet", data_dir=str(out / "parquet"), split="train")
+    assert folder.num_rows == table.num_rows == 5
+    assert sorted(folder["source"]) == sorted(table["source"])
+    card = (out / "README.md").read_text("utf-8")
+    assert 'load_dataset("parquet", data_dir="PATH/TO/THIS/FOLDER/parquet"' in card
+    plain = tmp_path / "plain"
+    curate([library], plain, CurationConfig(filters=SMALL, target=2), progress=False)
+    assert _load(plain).num_rows == 2
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "message"),
+    [
+        ("target: abc\n", r"target: expected an integer >= 1 or null, got 'abc' \(str\)"),
+        ("target: 2.5\n", r"target: expected an integer >= 1 or null, got 2\.5"),
+        ("hamming_radius: -4\n", r"hamming_radius: expected an integer from 0 to 64"),
+        ('near_duplicates: "no"\n', r"near_duplicates: expected true or false, got 'no'"),
+        ("filters: {min_sharpness: .nan}\n", r"filters\.min_sharpness: expected a number .*nan"),
+        ("filters: {min_side: true}\n", r"filters\.min_side: expected an integer >= 1"),
+        ("filters: {reject_grayscale: 1}\n", r"filters\.reject_grayscale: expected true \(on\)"),
+        ("quality_pool: .inf\n", r"quality_pool: expected a number >= 1, got inf"),
+        ("quotas: {a: 1}\n", r"quotas: need a category"),
+        (
+            "category: folder\nquotas: {a: 2000, b: 700}\n",
+            r"quotas: expected counts that add up to at most the target 2600",
+        ),
+        ("targte: 5\n", r"unknown key\(s\) 'targte' \(did you mean 'target'\?\)"),
+        (
+            "filters: {min_sid: 5}\n",
+            r"filters: unknown filter\(s\) 'min_sid' \(did you mean 'min_side'",
+        ),
+    ],
+)
+def test_config_errors_name_file_key_and_allowed_values(
+    tmp_path: Path, yaml_text: str, message: str
+) -> None:
+    """Finding 5: every bad value is refused when the config is read, naming the file."""
+    path = tmp_path / "curation.yaml"
+    path.write_text(yaml_text, "utf-8")
+    with pytest.raises(ConfigError, match=r"curation\.yaml: " + message):
+        CurationConfig.from_yaml(path)
+
+
+def test_cli_refuses_conflicting_flags_and_documents_every_key(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from restorelab.app.cli import main
+    from restorelab.curation import CONFIG_KEYS, FILTERS
+
+    runner = CliRunner()
+    result = runner.invoke(main, ["curate", str(tmp_path), "--out", "x", "--target", "3", "--all"])
+    assert result.exit_code == 2 and "--target 3 and --all contradict" in result.output
+    result = runner.invoke(main, ["curate", str(tmp_path), "--out", "x", "--workers", "-1"])
+    assert result.exit_code == 1 and "workers: expected an integer >= 0" in result.output
+    for args in (["list"], ["curate", "--help-config"]):
+        result = runner.invoke(main, args)
+        assert result.exit_code == 0, result.output
+        for key in CONFIG_KEYS:
+            assert f"  {key.name}:" in result.output
+        for name in FILTERS:
+            assert f"    {name}:" in result.output
+    assert "    reject_grayscale: true" in result.output
+    assert "  target: 2600\n" in result.output
+
+
+def test_output_inside_a_source_and_repeated_sources_are_read_once(tmp_path: Path) -> None:
+    """Finding 6: --out inside the source folder is never read back as input; the same
+    source given twice lists each image once."""
+    src = _two_photo_source(tmp_path)
+    out = src / "curated"
+    for _ in range(2):
+        result = curate([src, src], out, CurationConfig(filters=SMALL, target=None), progress=False)
+        assert (result.kept, result.rejected) == (2, 0)
+    assert result.sources["repeated_inputs"] == 2 and result.sources["excluded"] == 2
+    assert result.cache_hits == 2
+    with pytest.raises(ValueError, match="is empty"):
+        curate([out], out, CurationConfig(filters=SMALL), progress=False)
+
+
+def test_selection_says_quality_or_diversity_and_kept_rows_carry_score_and_rank(
+    tmp_path: Path,
+) -> None:
+    """Finding 7."""
+    import cv2
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for name, make in PHOTOS.items():
+        Image.fromarray(make()).save(src / f"{name}.png")
+    # a blurred copy scores lowest: it loses on quality (outside the pool of the best 4)
+    Image.fromarray(cv2.GaussianBlur(data.chelsea(), (0, 0), 1.2)[:, ::-1]).save(src / "z.png")
+    out = tmp_path / "out"
+    config = CurationConfig(
+        filters=_NO_QUALITY_FILTERS, target=2, quality_pool=2.0, near_duplicates=False
+    )
+    curate([src], out, config, progress=False)
+    kept = _kept(out)
+    assert sorted(r["selection_rank"] for r in kept.values()) == [1, 2]
+    assert all(0 < r["quality_score"] <= 1 for r in kept.values())
+    reasons = [r for r in _rejected(out).values() if r.startswith("not selected")]
+    quality = [r for r in reasons if r.startswith("not selected: quality: score ")]
+    diversity = [r for r in reasons if r.startswith("not selected: diversity: ")]
+    assert len(quality) == 2 and len(diversity) == 2
+    assert all("(embedding distance) from kept" in r for r in diversity)
+    assert _rejected(out)["z.png"].startswith("not selected: quality: score ")
+
+
+def test_progress_totals_provenance_cache_hits_and_bit_identical_results(
+    library: Path, tmp_path: Path, capsys
+) -> None:
+    """Finding 8: a total for tar and saved-dataset sources and a near-duplicate bar;
+    caption_source per row; in-run identical files are no cache hits; metadata.jsonl is the
+    same for --workers 1, the default and a resumed run."""
+    import tarfile
+
+    shard = tmp_path / "shard.tar"
+    with tarfile.open(shard, "w") as tar:
+        for name in ("astronaut", "coffee"):
+            payload = (library / "good" / f"{name}.png").read_bytes()
+            info = tarfile.TarInfo(f"{name}.png")
+            info.size = len(payload)
+            tar.addfile(info, io.BytesIO(payload))
+    out = tmp_path / "bars"
+    result = curate([library, shard], out, CurationConfig(filters=SMALL, target=None))
+    errors = capsys.readouterr().err
+    assert "analyse: 100%" in errors and "/17 " in errors  # 15 files + 2 tar samples
+    assert "near duplicates: candidates" in errors and "near duplicates: align" in errors
+    assert result.cache_hits == 0  # the tar samples repeat files of this run: no hits
+    rows = _kept(out)
+    assert rows["astronaut.png"]["caption_source"] == "source"
+    assert rows["rocket.png"]["caption_source"] is None
+    one = curate(
+        [library], tmp_path / "one", CurationConfig(filters=SMALL, workers=1), progress=False
+    )
+    many = curate(
+        [library], tmp_path / "many", CurationConfig(filters=SMALL, workers=3), progress=False
+    )
+    assert one.kept == many.kept == 5
+    reference = (tmp_path / "one" / "metadata.jsonl").read_bytes()
+    assert (tmp_path / "many" / "metadata.jsonl").read_bytes() == reference
+    cache = tmp_path / "cache"
+    curate(
+        [library / "good"],
+        tmp_path / "part",
+        CurationConfig(filters=SMALL),
+        cache_dir=cache,
+        progress=False,
+    )
+    resumed = curate(
+        [library],
+        tmp_path / "resumed",
+        CurationConfig(filters=SMALL),
+        cache_dir=cache,
+        progress=False,
+    )
+    assert resumed.cache_hits == 5
+    assert (tmp_path / "resumed" / "metadata.jsonl").read_bytes() == reference
+
+
+def test_a_transient_failure_is_not_cached(library: Path, tmp_path: Path, monkeypatch) -> None:
+    """Issue 13.7: MemoryError (or a timeout) rejects the image for this run only."""
+    from restorelab.curation import pipeline
+
+    real = pipeline.analyse
+
+    def flaky(data, source, *args):
+        if source.endswith("coffee.png"):
+            raise MemoryError("no room")
+        return real(data, source, *args)
+
+    monkeypatch.setattr(pipeline, "analyse", flaky)
+    config = CurationConfig(filters=SMALL, target=None)
+    out = tmp_path / "out"
+    curate([library / "good"], out, config, progress=False)
+    assert _rejected(out)["coffee.png"].startswith("analysis failed (transient, not cached")
+    monkeypatch.undo()
+    again = curate([library / "good"], out, config, progress=False)
+    assert again.cache_hits == 4 and "coffee.png" in _kept(out)
+
+
+def test_export_is_a_copy_or_a_link_and_a_re_run_writes_the_same_bytes(tmp_path: Path) -> None:
+    """Issue 14.1: converted images are encoded once per pixel hash into the cache (fast PNG
+    level) and linked from there; plain files are copied once and linked from the previous
+    dataset on a re-run; a re-run with a changed threshold writes the same bytes."""
+    import os
+
+    src = tmp_path / "src"
+    src.mkdir()
+    _save_jpeg(data.astronaut(), src / "astro.jpg", 95)
+    Image.fromarray(data.coffee()).convert("CMYK").save(src / "cmyk.jpg", quality=95)
+    rgba = np.dstack([data.chelsea(), np.full(data.chelsea().shape[:2], 255, np.uint8)])
+    Image.fromarray(rgba, "RGBA").save(src / "alpha.png")
+    out = tmp_path / "out"
+    config = CurationConfig(filters={**SMALL, "max_noise_sigma": None}, target=None)
+    curate([src], out, config, progress=False)
+    first = {k: (out / r["file_name"]).read_bytes() for k, r in _kept(out).items()}
+    inodes = {k: (out / r["file_name"]).stat().st_ino for k, r in _kept(out).items()}
+    assert set(first) == {"astro.jpg", "cmyk.jpg", "alpha.png"}
+    assert first["astro.jpg"] == (src / "astro.jpg").read_bytes()
+    row = _kept(out)["cmyk.jpg"]
+    cached = out / ".cache" / "exports" / row["pixel_hash"][:2] / f"{row['pixel_hash']}.png"
+    assert os.path.samefile(cached, out / row["file_name"])  # linked, not a second copy
+    assert np.array_equal(read_image(cached), read_image(src / "cmyk.jpg"))
+    idat = first["cmyk.jpg"].index(b"IDAT")
+    assert first["cmyk.jpg"][idat + 4 : idat + 6] == b"\x78\x01"  # zlib level 1 header
+    # a re-run with another threshold: the same files, linked from the previous dataset
+    curate(
+        [src],
+        out,
+        CurationConfig(filters={**SMALL, "max_noise_sigma": 50}, target=None),
+        progress=False,
+    )
+    again = {k: (out / r["file_name"]).read_bytes() for k, r in _kept(out).items()}
+    assert again == first
+    assert {k: (out / r["file_name"]).stat().st_ino for k, r in _kept(out).items()} == inodes
+
+
+def test_sharded_analysis_merges_into_one_curation(library: Path, tmp_path: Path) -> None:
+    """Issue 14.3: two analysis shards (RANK/WORLD_SIZE style), each with its own cache, then
+    one run merging the caches: every input comes from the merged cache and the result is
+    the unsharded run's, byte for byte."""
+    from click.testing import CliRunner
+
+    from restorelab.app.cli import main
+
+    config = CurationConfig(filters=SMALL, target=3)
+    curate([library], tmp_path / "single", config, progress=False)
+    counts = []
+    for rank in (0, 1):
+        shard = curate(
+            [library],
+            tmp_path / "unused",
+            config,
+            cache_dir=tmp_path / f"shard{rank}",
+            shard=(rank, 2),
+            progress=False,
+        )
+        counts.append(shard.sources["analysed"])
+    assert counts == [8, 7] and not (tmp_path / "unused").exists()
+    merged = curate(
+        [library],
+        tmp_path / "merged",
+        config,
+        merge_caches=[tmp_path / "shard0", tmp_path / "shard1"],
+        progress=False,
+    )
+    assert merged.cache_hits == 15
+    assert (tmp_path / "merged" / "metadata.jsonl").read_bytes() == (
+        tmp_path / "single" / "metadata.jsonl"
+    ).read_bytes()
+    result = CliRunner().invoke(
+        main,
+        ["curate", str(library), "--out", str(tmp_path / "x"), "--shard", "env"],
+        env={"RANK": "1", "WORLD_SIZE": "2"},
+    )
+    assert result.exit_code == 0, result.output
+    assert "shard 1/2: analysed 7 inputs" in result.output
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_rotated_and_grey_jpegs_decode_through_opencv_as_pillow_does(mode: str) -> None:
+    """Issue 14.2: every EXIF orientation and grey JPEGs take the fast OpenCV decode, with
+    exactly Pillow's pixels, mode and orientation."""
+    from restorelab.curation.pipeline import _decode_plain_jpeg
+    from restorelab.imageio import decode_image_info
+
+    image = data.astronaut()[:120, :90]
+    for orientation in range(1, 9):
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        buffer = io.BytesIO()
+        Image.fromarray(image).convert(mode).save(buffer, format="JPEG", quality=90, exif=exif)
+        fast = _decode_plain_jpeg(buffer.getvalue(), 10**9)
+        reference = decode_image_info(buffer.getvalue())
+        assert fast is not None and fast.pixels.flags.c_contiguous
+        assert np.array_equal(fast.pixels, reference.pixels), orientation
+        assert (fast.mode, fast.orientation) == (reference.mode, reference.orientation)
+
+
+def test_a_users_source_file_is_copied_not_linked(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    _save_jpeg(data.astronaut(), src / "astro.jpg", 95)
+    out = tmp_path / "out"
+    curate([src], out, CurationConfig(filters=SMALL, target=None), progress=False)
+    exported = out / _kept(out)["astro.jpg"]["file_name"]
+    assert exported.read_bytes() == (src / "astro.jpg").read_bytes()
+    assert not exported.samefile(src / "astro.jpg")
+
+
+def test_plain_pngs_decode_through_opencv_as_pillow_does(tmp_path: Path) -> None:
+    """8-bit RGB and grey PNGs take OpenCV's decoder with Pillow's exact pixels; palette,
+    alpha, transparency and 16-bit PNGs are left to Pillow."""
+    from restorelab.curation.pipeline import _decode_plain_png
+    from restorelab.imageio import decode_image_info
+
+    photo = data.coffee()[:100, :140]
+
+    def png(image: Image.Image, **kwargs) -> bytes:
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG", **kwargs)
+        return buffer.getvalue()
+
+    for payload in (png(Image.fromarray(photo)), png(Image.fromarray(photo).convert("L"))):
+        fast, reference = _decode_plain_png(payload, 10**9), decode_image_info(payload)
+        assert fast is not None and np.array_equal(fast.pixels, reference.pixels)
+        assert (fast.mode, fast.format) == (reference.mode, reference.format)
+    grey16 = Image.fromarray(np.asarray(Image.fromarray(photo).convert("L"), np.uint16) * 257)
+    for payload in (
+        png(Image.fromarray(photo).convert("P")),
+        png(Image.fromarray(photo).convert("RGBA")),
+        png(Image.fromarray(photo).convert("L"), transparency=0),
+        png(grey16),
+    ):
+        assert _decode_plain_png(payload, 10**9) is None

@@ -288,7 +288,8 @@ def test_webdataset_shards_group_members_by_key(
         _add(tar, "003.png", encode(small["astronaut"], "PNG"))
 
     items = list(iter_sources([str(shards / "shard-*.tar")]))
-    assert count_sources([str(shards / "shard-*.tar")]) is None  # a tar is not counted
+    # uncompressed shards are counted from their headers (a sample = a key), for the bar
+    assert count_sources([str(shards / "shard-*.tar")]) == len(items) == 4
     first = shards / "shard-000.tar"
     assert [i.source for i in items] == [
         f"{first}#s/000",
@@ -479,9 +480,13 @@ def test_failed_downloads_become_rejections_in_the_pipeline(
 ) -> None:
     listing = tmp_path / "urls.txt"
     listing.write_text(f"{server.url}/missing\n", encoding="utf-8")
-    result = curate([listing], tmp_path / "out", progress=False)
-    assert (result.kept, result.rejected) == (0, 1)
-    with open(tmp_path / "out" / "rejected.csv", encoding="utf-8") as handle:
+    from restorelab.curation import CurationError
+
+    # nothing kept: no dataset that cannot load; the run's report is kept beside OUT
+    with pytest.raises(CurationError, match=r"no image was kept of 1 inputs \(\{'unreadable': 1"):
+        curate([listing], tmp_path / "out", progress=False)
+    assert not (tmp_path / "out" / "metadata.jsonl").exists()
+    with open(tmp_path / ".out.failed" / "rejected.csv", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     assert [(r["source"], r["reason"]) for r in rows] == [
         (f"{server.url}/missing", "unreadable: HTTP 404 Not Found")
@@ -512,3 +517,107 @@ def test_bad_specs_raise_naming_them(tmp_path: Path) -> None:
     (tmp_path / "list.csv").write_text("link\nhttp://x\n", encoding="utf-8")
     with pytest.raises(ValueError, match=r"list\.csv: a URL list needs a 'url' column"):
         list(iter_sources([tmp_path / "list.csv"]))
+
+
+# --------------------------------------------------------------------------- accounting
+
+
+def test_each_input_identity_enters_once_however_sources_overlap(
+    tmp_path: Path, small: dict[str, np.ndarray], server: _Server
+) -> None:
+    """The same Parquet file (by two spellings), the same URL (in a list and as a spec) and
+    the same tar shard given twice each yield their items once, counted as repeated."""
+    from restorelab.curation import SourceStats
+
+    table = pa.table({"image": [encode(small[n], "PNG") for n in NAMES], "TEXT": ["a", "b", ""]})
+    pq.write_table(table, tmp_path / "rows.parquet")
+    with tarfile.open(tmp_path / "shard.tar", "w") as tar:
+        _add(tar, "000.png", encode(small["coffee"], "PNG"))
+    listing = tmp_path / "urls.txt"
+    url = f"{server.url}/astronaut.png"
+    listing.write_text(f"{url}\n{url}\n", encoding="utf-8")
+    specs = [
+        tmp_path / "rows.parquet",
+        str(tmp_path / "." / "rows.parquet"),
+        listing,
+        url,
+        tmp_path / "shard.tar",
+        tmp_path / "shard.tar",
+    ]
+    stats = SourceStats()
+    items = list(iter_sources(specs, fetch=FAST, stats=stats))
+    assert [Path(i.source).name if "://" not in i.source else i.source for i in items] == [
+        "rows.parquet#row=0",
+        "rows.parquet#row=1",
+        "rows.parquet#row=2",
+        url,
+        "shard.tar#000",
+    ]
+    assert stats.repeated == 3 + 2 + 1
+    assert server.hits["/astronaut.png"] == 1  # downloaded once
+    assert count_sources(specs) == len(items) == 5
+    # LAION's upper-case TEXT column is the caption, and the column used is reported
+    assert [i.caption for i in items[:3]] == ["a", "b", None]
+    assert items[0].caption_from == "column TEXT"
+    assert stats.caption_columns == {"column TEXT": 2}
+
+
+def test_output_folder_hidden_files_and_empty_sources(
+    tmp_path: Path, small: dict[str, np.ndarray]
+) -> None:
+    from restorelab.curation import SourceStats
+
+    src = tmp_path / "src"
+    (src / "out" / "images").mkdir(parents=True)
+    (src / ".thumbs").mkdir()
+    Image.fromarray(small["coffee"]).save(src / "coffee.png")
+    Image.fromarray(small["astronaut"]).save(src / ".hidden.png")
+    Image.fromarray(small["chelsea"]).save(src / ".thumbs" / "chelsea.png")
+    Image.fromarray(small["chelsea"]).save(src / "out" / "images" / "chelsea.png")
+    (src / "notes.pdf").write_bytes(b"%PDF")
+    stats = SourceStats()
+    items = list(iter_sources([src], exclude=[src / "out"], stats=stats))
+    assert [Path(i.source).name for i in items] == ["coffee.png"]
+    assert (stats.hidden, stats.excluded, stats.other_files) == (2, 1, 1)
+    assert count_sources([src], exclude=[src / "out"]) == 1
+    empty = tmp_path / "empty"
+    (empty / ".git").mkdir(parents=True)
+    with pytest.raises(ValueError, match=r"source .*empty is empty: no image files \(1 hidden"):
+        iter_sources([empty])
+    pq.write_table(pa.table({"image": pa.array([], pa.binary())}), tmp_path / "none.parquet")
+    with pytest.raises(ValueError, match=r"none\.parquet is empty: no rows"):
+        iter_sources([tmp_path / "none.parquet"])
+    (tmp_path / "urls.txt").write_text("# nothing yet\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"urls\.txt is empty: no URLs"):
+        iter_sources([tmp_path / "urls.txt"])
+    with pytest.raises(ValueError, match=r"out is empty"):
+        iter_sources([src / "out"], exclude=[src / "out"])
+
+
+def test_dataset_dict_reads_one_split_and_says_which(
+    tmp_path: Path, small: dict[str, np.ndarray]
+) -> None:
+    import datasets
+
+    from restorelab.curation import SourceStats
+
+    def part(names: tuple[str, ...]) -> datasets.Dataset:
+        images = [{"bytes": encode(small[n], "PNG"), "path": None} for n in names]
+        return datasets.Dataset.from_dict({"image": images}).cast_column("image", datasets.Image())
+
+    datasets.DatasetDict(
+        {"train": part(("astronaut", "coffee")), "test": part(("chelsea",))}
+    ).save_to_disk(str(tmp_path / "dd"))
+    stats = SourceStats()
+    items = list(iter_sources([tmp_path / "dd"], stats=stats))
+    assert [i.source for i in items] == [f"{tmp_path / 'dd' / 'train'}#row={k}" for k in (0, 1)]
+    assert stats.notes == [
+        f"{tmp_path / 'dd'}: read split 'train' of the DatasetDict (not read: test)"
+    ]
+    assert count_sources([tmp_path / "dd"]) == 2
+    (item,) = iter_sources([tmp_path / "dd"], split="test")
+    assert_is(item, small["chelsea"])
+    with pytest.raises(
+        ValueError, match=r"without a 'validation' split \(its splits: train, test\)"
+    ):
+        iter_sources([tmp_path / "dd"], split="validation")

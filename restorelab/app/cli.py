@@ -183,6 +183,14 @@ def dashboard(run_dir: str, port: int, address: str) -> None:
 @main.command()
 @click.argument("sources", nargs=-1, required=True)
 @click.option(
+    "--help-config",
+    is_flag=True,
+    is_eager=True,
+    expose_value=False,
+    callback=lambda ctx, _param, value: _print_config_help(ctx) if value else None,
+    help="Print every curation config key with its default and meaning, and exit.",
+)
+@click.option(
     "--out",
     type=click.Path(file_okay=False),
     required=True,
@@ -217,6 +225,18 @@ def dashboard(run_dir: str, port: int, address: str) -> None:
     help="Analysis cache (default OUT/.cache); re-runs skip analysed images.",
 )
 @click.option("--workers", type=int, default=None, help="Analysis threads (default: cores).")
+@click.option(
+    "--shard",
+    default=None,
+    help="I/N, or 'env' for RANK/WORLD_SIZE: analyse only every N-th input (from the I-th) "
+    "into --cache-dir, writing no dataset; then merge the shards with --merge-cache.",
+)
+@click.option(
+    "--merge-cache",
+    multiple=True,
+    type=click.Path(exists=True, file_okay=False),
+    help="Cache folder of an analysis shard to merge before curating (repeatable).",
+)
 @_friendly
 def curate(
     sources: tuple[str, ...],
@@ -229,37 +249,33 @@ def curate(
     device: str,
     cache_dir: str | None,
     workers: int | None,
+    shard: str | None,
+    merge_cache: tuple[str, ...],
 ) -> None:
-    """Curate image SOURCES (folders, globs, HF datasets, Parquet, .tar shards, URL lists)."""
-    import dataclasses
+    """Curate image SOURCES (folders, globs, HF datasets, Parquet, .tar shards, URL lists).
 
-    from restorelab.curation import CurationConfig
+    Config keys: `restorelab curate --help-config`.
+    """
+    from restorelab.app.curate_cli import config_from_options, parse_shard, report_lines
     from restorelab.curation import curate as run_curation
 
-    config = CurationConfig.from_yaml(config_path) if config_path else CurationConfig()
-    changes: dict[str, Any] = {}
-    if min_side is not None:
-        changes["filters"] = {**config.filters, "min_side": min_side}
-    if keep_all:
-        changes["target"] = None
-    elif target is not None:
-        changes["target"] = target
-    if workers is not None:
-        changes["workers"] = workers
-    config = dataclasses.replace(config, **changes)
+    config = config_from_options(config_path, target, keep_all, min_side, workers)
     model = None
     if captioner:
         from restorelab.curation.captioner import Captioner
 
         model = Captioner.from_pretrained(captioner, device=device)
-    result = run_curation(list(sources), out, config, captioner=model, cache_dir=cache_dir)
-    click.echo(f"kept {result.kept}, rejected {result.rejected} {result.reasons}")
-    if result.shortfall:
-        click.echo(f"shortfall: {result.shortfall} fewer than the target {config.target} passed")
-    click.echo(
-        f"wrote {Path(out) / 'metadata.jsonl'}, {Path(out) / 'rejected.csv'} and the "
-        f"dataset card {Path(out) / 'README.md'}"
+    result = run_curation(
+        list(sources),
+        out,
+        config,
+        captioner=model,
+        cache_dir=cache_dir,
+        shard=parse_shard(shard),
+        merge_caches=merge_cache,
     )
+    for line in report_lines(result, config, out):
+        click.echo(line)
 
 
 @main.command()
@@ -646,7 +662,7 @@ def degrade_calibrate(
 
 @main.command(name="list")
 def list_registered() -> None:
-    """List degradations, restorers, metrics and packaged grids."""
+    """List degradations, restorers, metrics, packaged grids and the curation config keys."""
     from restorelab.benchmark.metrics import METRICS
     from restorelab.benchmark.restorers import RESTORERS
     from restorelab.degradations import DEGRADATIONS
@@ -671,6 +687,16 @@ def list_registered() -> None:
             options = ", ".join(f"{k}={v}" for k, v in spec.default_options.items())
             click.echo(f"  {'':<22}options ({name}:key=value,...): {options}")
     click.echo("grids: " + ", ".join(packaged_grids()))
+    from restorelab.curation import config_help
+
+    click.echo(config_help())
+
+
+def _print_config_help(ctx: click.Context) -> None:
+    from restorelab.curation import config_help
+
+    click.echo(config_help())
+    ctx.exit(0)
 
 
 if __name__ == "__main__":
