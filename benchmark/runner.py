@@ -42,7 +42,7 @@ from tqdm.auto import tqdm
 
 from restorelab.benchmark.metrics.base import CellContext, Metric
 from restorelab.benchmark.pairing import match_folders
-from restorelab.benchmark.restorers import Restorer, create_restorer
+from restorelab.benchmark.restorers import RestoreContext, Restorer, create_restorer
 from restorelab.benchmark.runspec import PairingSpec, RunSpec, SpecConflictError, SpecDiff
 from restorelab.benchmark.scoring import bind_metrics
 from restorelab.corpus import CorpusFingerprint, CorpusItem, content_hash, load_corpus
@@ -324,6 +324,8 @@ class _Cell:
     fill: tuple[tuple[int, dict], ...] = ()
     #: The image the ``input_`` columns score (None: ``degraded``; pairs: the bicubic upscale).
     input_image: np.ndarray | None = None
+    #: Caption and seed, for restorers with ``wants_context`` (paired cells: no caption).
+    restore_context: RestoreContext | None = None
 
 
 def _empty_provenance() -> dict:
@@ -549,6 +551,7 @@ class CellExecutor:
             context=context,
             native_input=degraded.image,
             fill=task.fill,
+            restore_context=RestoreContext(task.item.caption, int(task.seed), task.item.image_id),
         )
 
     def _restore_cells(self, cells: list[_Cell], prepared: bool = False) -> list[list[dict]]:
@@ -689,6 +692,7 @@ class CellExecutor:
             "context": CellContext(None, scale=factor),
             "native_input": lq,
             "input_image": upscaled,
+            "restore_context": RestoreContext("", 0, image_id),  # pairs have no caption
         }
         if self.save_images and indices:
             rel = image_relpath("degraded", "paired", 0, 0, image_id)
@@ -740,12 +744,15 @@ def _run_restorer(restorer: Restorer, cells: list[_Cell]) -> list[tuple]:
     rss_before = _maxrss_mb()
     start = time.perf_counter()
     error = ""
+    contexts = [c.restore_context for c in cells]
     try:
         if len(cells) == 1 and restorer.batch_size <= 1:
-            outs = [restorer.restore(cells[0].degraded, degradation=cells[0].params)]
+            extra = {"context": contexts[0]} if restorer.wants_context else {}
+            outs = [restorer.restore(cells[0].degraded, degradation=cells[0].params, **extra)]
         else:
+            extra = {"contexts": contexts} if restorer.wants_context else {}
             outs = restorer.restore_batch(
-                [c.degraded for c in cells], degradations=[c.params for c in cells]
+                [c.degraded for c in cells], degradations=[c.params for c in cells], **extra
             )
             if len(outs) != len(cells):
                 raise ValueError(f"restore_batch returned {len(outs)} images for {len(cells)}")
@@ -901,7 +908,7 @@ def _record_spec(
                 "label": restorer.label,
                 "config_hash": restorer.config_hash,
                 "config": restorer.config,
-                "files": restorer.file_identities(),
+                "files": restorer.file_identity_map(),
             }
         info.update(
             {

@@ -75,7 +75,7 @@ class RestorerEntry:
         return cls(
             restorer.label,
             freeze(restorer.config),
-            tuple(sorted(restorer.file_identities().items())),
+            tuple(restorer.file_identity_map().items()),
             restorer.config_hash,
         )
 
@@ -100,7 +100,8 @@ class RestorerEntry:
         """What differs between two entries with the same label."""
         out = []
         old_cfg, new_cfg = dict(self.config), dict(new.config)
-        for key in sorted(old_cfg.keys() | new_cfg.keys()):
+        # a config that lists its files (sdxl) is compared on them below, one line per file
+        for key in sorted((old_cfg.keys() | new_cfg.keys()) - {"files"}):
             if _text(old_cfg.get(key)) != _text(new_cfg.get(key)):
                 out.append(
                     f"restorer {self.label}: option {key} is {_text(old_cfg.get(key))} in the "

@@ -56,6 +56,32 @@ class WeightSpec:
     needed_for: str
     #: For torchvision checkpoints: the file name in ``$TORCH_HOME/hub/checkpoints``.
     filename: str | None = None
+    #: Optional deeper check of a found path: the problem in words, or None when usable.
+    verify: Callable[[Path], str | None] | None = None
+
+
+#: Folders a diffusers SDXL pipeline folder needs beside ``model_index.json``.
+SDXL_COMPONENTS = ("unet", "vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2")
+
+
+def diffusers_folder_problem(
+    folder: Path, components: tuple[str, ...] = SDXL_COMPONENTS, weighted=("unet", "vae")
+) -> str | None:
+    """What is missing from a diffusers pipeline folder (None: complete).
+
+    Checks ``model_index.json``, each of ``components`` as a folder, and a ``.safetensors`` or
+    ``.bin`` file in each of ``weighted``.
+    """
+    if not (folder / "model_index.json").is_file():
+        return "no model_index.json (not a diffusers folder)"
+    missing = [c for c in components if not (folder / c).is_dir()]
+    for name in weighted:
+        sub = folder / name
+        if name not in missing and not any(
+            p.suffix in (".safetensors", ".bin") for p in sub.iterdir()
+        ):
+            missing.append(name)
+    return f"missing {', '.join(missing)}" if missing else None
 
 
 def _env_or(var: str, fallback: Callable[[], Path | None], required: str) -> Callable:
@@ -107,6 +133,22 @@ def _first_found(*locators: Callable[[], Path | None]) -> Callable[[], Path | No
             if path is not None:
                 return path
         return None
+
+    return locate
+
+
+def _lora_file(var: str) -> Callable[[], Path | None]:
+    """A LoRA ``.safetensors`` named by ``var``: the file, or the only one in that folder."""
+
+    def locate() -> Path | None:
+        value = os.environ.get(var)
+        if not value:
+            return None
+        path = Path(value).expanduser()
+        if path.is_file():
+            return path
+        files = sorted(path.glob("*.safetensors")) if path.is_dir() else []
+        return files[0] if len(files) == 1 else None
 
     return locate
 
@@ -170,6 +212,35 @@ WEIGHTS: dict[str, WeightSpec] = {
             "stabilityai/stable-diffusion-xl-base-1.0 --exclude '*.bin' '*.onnx*' "
             "--local-dir sdxl-base`, copy the folder here and set RESTORELAB_SDXL_BASE to it",
             needed_for="the SDXL+LoRA restorer and LoRA training",
+            verify=diffusers_folder_problem,
+        ),
+        WeightSpec(
+            key="sdxl-lora",
+            description="SDXL LoRA adapter for restoration (diffusers format)",
+            expected="$RESTORELAB_SDXL_LORA (a .safetensors file, or a folder holding one)",
+            locate=_lora_file("RESTORELAB_SDXL_LORA"),
+            how_to_get="train one with restorelab's LoRA training, or copy a diffusers-format "
+            "pytorch_lora_weights.safetensors here and set RESTORELAB_SDXL_LORA to it; pass "
+            "each adapter as --lora NAME=PATH[:WEIGHT]",
+            needed_for="the SDXL+LoRA restorer (optional: without one it runs the base model)",
+        ),
+        WeightSpec(
+            key="sdxl-controlnet-tile",
+            description="SDXL tile ControlNet or ControlNet-Union (diffusers layout)",
+            expected="$RESTORELAB_SDXL_CONTROLNET/config.json, or the HF cache of "
+            "xinsir/controlnet-tile-sdxl-1.0 or xinsir/controlnet-union-sdxl-1.0",
+            locate=_env_or(
+                "RESTORELAB_SDXL_CONTROLNET",
+                _first_found(
+                    lambda: hf_snapshot("xinsir/controlnet-tile-sdxl-1.0", "config.json"),
+                    lambda: hf_snapshot("xinsir/controlnet-union-sdxl-1.0", "config.json"),
+                ),
+                "config.json",
+            ),
+            how_to_get="on a machine with network access run `huggingface-cli download "
+            "xinsir/controlnet-tile-sdxl-1.0 --local-dir controlnet-tile`, copy the folder "
+            "here and pass it as --controlnet (or set RESTORELAB_SDXL_CONTROLNET)",
+            needed_for="the SDXL restorer's ControlNet conditioning (optional)",
         ),
         _torchvision_spec(
             "lpips-alex-backbone",

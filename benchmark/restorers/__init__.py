@@ -3,9 +3,11 @@
 from restorelab.benchmark.restorers import (  # noqa: F401  (register the restorers)
     classical,
     command,
+    sdxl,
 )
 from restorelab.benchmark.restorers.base import (
     RESTORERS,
+    RestoreContext,
     Restorer,
     create_restorer,
     float_restorer,
@@ -15,6 +17,7 @@ from restorelab.benchmark.restorers.base import (
 
 __all__ = [
     "RESTORERS",
+    "RestoreContext",
     "Restorer",
     "create_restorer",
     "float_restorer",

@@ -10,6 +10,9 @@ Two optional capabilities the runner uses:
 * ``wants_degradation = True``: :meth:`Restorer.restore` accepts ``degradation=params`` (the
   cell's true degradation parameters, as in the ``degradation_params`` column) and passes it to
   ``restore_array(image, degradation=params)``; oracle baselines use it (e.g. ``rl:oracle=true``).
+* ``wants_context = True``: :meth:`Restorer.restore` accepts ``context=RestoreContext(...)``
+  (the image's caption and the cell's seed) and passes it to ``restore_array(image,
+  context=...)``; prompt-conditioned restorers (``sdxl``) use it.
 * :meth:`Restorer.restore_batch` restores several images in one call; the runner groups up to
   :attr:`Restorer.batch_size` cells per call (default 1: one image at a time).
 
@@ -25,6 +28,7 @@ import json
 import math
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -34,6 +38,25 @@ from restorelab.config import parse_spec, spec_label
 from restorelab.degradations.base import to_float, to_uint8
 from restorelab.imageio import check_image
 from restorelab.registry import Registry
+
+
+@dataclass(frozen=True)
+class RestoreContext:
+    """What a restorer may know about a cell besides its pixels (``wants_context = True``).
+
+    Attributes
+    ----------
+    caption : str
+        The clean image's caption (the corpus' ``metadata.jsonl`` ``text``; "" when none).
+    seed : int or None
+        The cell's seed (the grid seed of the row), for restorers that sample.
+    image_id : str
+        The corpus image id ("" outside a benchmark).
+    """
+
+    caption: str = ""
+    seed: int | None = None
+    image_id: str = ""
 
 
 class Restorer:
@@ -53,6 +76,8 @@ class Restorer:
     scale: int = 1
     #: Whether :meth:`restore_array` takes ``degradation=`` (the cell's true parameters).
     wants_degradation: ClassVar[bool] = False
+    #: Whether :meth:`restore_array` takes ``context=`` (a :class:`RestoreContext`).
+    wants_context: ClassVar[bool] = False
     #: Whether the work runs in child processes (external commands). Such restorers set
     #: ``last_peak_rss_mb`` after each call, and the runner records that instead of its own.
     runs_in_subprocess: ClassVar[bool] = False
@@ -79,7 +104,7 @@ class Restorer:
         on which files exist.
         """
         identity: dict[str, Any] = dict(self.config)
-        files = self.file_identities()
+        files = self.file_identity_map()
         if files:
             identity["__files__"] = files
         blob = json.dumps(identity, sort_keys=True, default=str).encode()
@@ -107,11 +132,27 @@ class Restorer:
 
         Computed once per object (a changed file is noticed by the next run, not mid-run).
         """
-        cached = self.__dict__.get("_file_identities")
+        cached = self.__dict__.get("_file_identity_cache")
         if cached is None:
             cached = {key: file_identity(path) for key, path in sorted(self.file_paths().items())}
-            self.__dict__["_file_identities"] = cached
+            self.__dict__["_file_identity_cache"] = cached
         return dict(cached)
+
+    def file_identity_map(self) -> dict[str, str]:
+        """:meth:`file_identities` as ``{name: identity}`` strings, whatever form an override
+        returns: a mapping as is, a list of ``{"path": ..., ...}`` records keyed by path (the
+        ``sdxl`` restorer's form)."""
+        found = self.file_identities()
+        if isinstance(found, dict):
+            return {str(k): str(v) for k, v in sorted(found.items())}
+        out = {}
+        for index, item in enumerate(found or []):
+            if isinstance(item, dict) and "path" in item:
+                rest = " ".join(f"{k}={v}" for k, v in sorted(item.items()) if k != "path")
+                out[str(item["path"])] = rest
+            else:
+                out[f"file[{index}]"] = json.dumps(item, sort_keys=True, default=str)
+        return dict(sorted(out.items()))
 
     @property
     def label(self) -> str:
@@ -155,7 +196,13 @@ class Restorer:
             )
         return out
 
-    def restore(self, image: np.ndarray, *, degradation: dict | None = None) -> np.ndarray:
+    def restore(
+        self,
+        image: np.ndarray,
+        *,
+        degradation: dict | None = None,
+        context: RestoreContext | None = None,
+    ) -> np.ndarray:
         """Restore ``image`` (RGB ``uint8`` (H, W, 3)).
 
         Parameters
@@ -165,6 +212,8 @@ class Restorer:
         degradation : dict, optional
             The true degradation parameters; passed on only when ``wants_degradation`` is set,
             ignored otherwise.
+        context : RestoreContext, optional
+            Caption and seed of the cell; passed on only when ``wants_context`` is set.
 
         Returns
         -------
@@ -172,14 +221,19 @@ class Restorer:
             Shape (H·scale, W·scale, 3) (the input's shape for ``scale = 1``).
         """
         check_image(image, name="degraded image")
+        extra: dict[str, Any] = {}
         if self.wants_degradation:
-            out = self.restore_array(image, degradation=degradation)
-        else:
-            out = self.restore_array(image)
-        return self.check_output(image, out)
+            extra["degradation"] = degradation
+        if self.wants_context:
+            extra["context"] = context
+        return self.check_output(image, self.restore_array(image, **extra))
 
     def restore_batch(
-        self, images: list[np.ndarray], *, degradations: list[dict | None] | None = None
+        self,
+        images: list[np.ndarray],
+        *,
+        degradations: list[dict | None] | None = None,
+        contexts: list[RestoreContext | None] | None = None,
     ) -> list[np.ndarray]:
         """Restore several images; the default loops over :meth:`restore`.
 
@@ -189,6 +243,8 @@ class Restorer:
             Degraded RGB ``uint8`` images (sizes may differ).
         degradations : list of dict, optional
             The true degradation parameters of each image (see :meth:`restore`).
+        contexts : list of RestoreContext, optional
+            Caption and seed of each image (see :meth:`restore`).
 
         Returns
         -------
@@ -196,7 +252,11 @@ class Restorer:
             One restored image per input, in order.
         """
         degradations = degradations or [None] * len(images)
-        return [self.restore(im, degradation=d) for im, d in zip(images, degradations, strict=True)]
+        contexts = contexts or [None] * len(images)
+        return [
+            self.restore(im, degradation=d, context=c)
+            for im, d, c in zip(images, degradations, contexts, strict=True)
+        ]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.options})"

@@ -699,5 +699,10 @@ def _print_config_help(ctx: click.Context) -> None:
     ctx.exit(0)
 
 
+from restorelab.app.restore import restore_command  # noqa: E402  (its own module)
+
+main.add_command(restore_command, name="restore")
+restore_command.callback = _friendly(restore_command.callback)
+
 if __name__ == "__main__":
     main()

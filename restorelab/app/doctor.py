@@ -103,16 +103,15 @@ def run_checks() -> list[Check]:
     )
     for spec in WEIGHTS.values():
         path = spec.locate()
+        problem = spec.verify(path) if path is not None and spec.verify else None
+        if path is None:
+            detail = f"{spec.description}: missing ({spec.expected}); needed for {spec.needed_for}"
+        elif problem:
+            detail = f"{spec.description}: {path} is incomplete ({problem})"
+        else:
+            detail = f"{spec.description}: {path}"
         checks.append(
-            Check(
-                "weights",
-                spec.key,
-                path is not None,
-                f"{spec.description}: {path}"
-                if path
-                else f"{spec.description}: missing ({spec.expected}); needed for {spec.needed_for}",
-                spec.how_to_get,
-            )
+            Check("weights", spec.key, path is not None and not problem, detail, spec.how_to_get)
         )
     return checks
 
