@@ -377,3 +377,26 @@ def test_shards_merge_their_images_into_one_spec(photo_folder: Path, tmp_path: P
     assert sorted(dict(spec.corpus.images)) == ["astronaut", "chelsea", "coffee"]
     whole = run_benchmark(photo_folder, _grid(), ["identity"], run, progress=False)
     assert (whole.rows_written, whole.rows_skipped, whole.added) == (0, 12, [])
+
+
+def test_a_retrained_sdxl_lora_is_refused(
+    tiny_sdxl: Path, tiny_loras: dict[str, Path], tmp_path: Path
+) -> None:
+    """The SDXL restorer's files (base folder, LoRA) are in the spec: the same LoRA path with
+    other weights behind it refuses the run before any work."""
+    lora = tmp_path / "lora.safetensors"
+    shutil.copy(tiny_loras["scene"], lora)
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    Image.fromarray(np.full((48, 64, 3), 120, np.uint8)).save(corpus / "grey.png")
+    spec = (
+        f"sdxl:base={tiny_sdxl},lora=scene={lora}:0.8,preset=fast,steps=1,strength=1.0,min_side=0"
+    )
+    run = tmp_path / "run"
+    grid = Grid("one", ["gaussian_blur"], [1])
+    first = run_benchmark(corpus, grid, [spec], run, device="cpu", progress=False)
+    assert (first.rows_written, len(first.failures)) == (1, 0)
+    shutil.copy(tiny_loras["face"], lora)  # retrained: same path, other weights
+    with pytest.raises(SpecConflictError, match=rf"the file behind {lora} changed"):
+        run_benchmark(corpus, grid, [spec], run, device="cpu", progress=False)
+    assert len(load_results(run)) == 1
