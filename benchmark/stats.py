@@ -15,6 +15,7 @@ not depend on which other groups are in the table.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import re
@@ -552,10 +553,18 @@ class Report:
 
 
 def _paired_name(a: str, b: str) -> str:
+    """``paired_<a>_vs_<b>``, cut to 180 characters plus a hash of the labels when longer
+    (labels of restorers with file paths in their options exceed file-name limits); the
+    labels themselves are read back from the table's ``a`` and ``b`` columns."""
+
     def clean(label: str) -> str:
         return re.sub(r"[^A-Za-z0-9._-]+", "-", label)
 
-    return f"paired_{clean(a)}_vs_{clean(b)}"
+    name = f"paired_{clean(a)}_vs_{clean(b)}"
+    if len(name) > 180:
+        digest = hashlib.sha256(f"{a}\0{b}".encode()).hexdigest()[:12]
+        name = f"{name[:167]}-{digest}"
+    return name
 
 
 def _pairs(vs) -> list[tuple[str, str]]:

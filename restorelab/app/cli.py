@@ -699,6 +699,14 @@ def _print_config_help(ctx: click.Context) -> None:
     ctx.exit(0)
 
 
+from restorelab.app.train import train_lora_command  # noqa: E402  (one module per command)
+
+main.add_command(train_lora_command)
+
+from restorelab.app.recipe import recipe_command  # noqa: E402
+
+main.add_command(recipe_command)
+
 from restorelab.app.restore import restore_command  # noqa: E402  (its own module)
 
 main.add_command(restore_command, name="restore")
