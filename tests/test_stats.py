@@ -284,30 +284,3 @@ def test_report_on_a_real_tiny_run(photo_folder: Path, tiny_grid_file: Path) -> 
     # a later report without the pair drops the stale paired table
     write_report(run, n_boot=50)
     assert not list((run / "report").glob("paired_*"))
-
-
-def test_dashboard_shows_ci_breakdown_and_paired_tabs(
-    photo_folder: Path, tiny_grid_file: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from streamlit.testing.v1 import AppTest
-
-    run = photo_folder.parent / "run"
-    run_benchmark(photo_folder, load_grid(tiny_grid_file), ["identity", "tv"], run, progress=False)
-    monkeypatch.setenv("RESTORELAB_RUN_DIR", str(run))
-    app_file = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
-    app = AppTest.from_file(str(app_file), default_timeout=60).run()
-    assert not app.exception
-    assert [t.label for t in app.tabs][2:4] == ["Breakdown", "Paired"]
-    board, breakdown, paired = (t.value for t in app.dataframe[:3])
-    assert {"psnr 95% CI", "ssim 95% CI"} <= set(board.columns)
-    low, high = (float(x) for x in board.set_index("restorer").loc["tv", "psnr 95% CI"].split("–"))
-    assert low <= board.set_index("restorer").loc["tv", "psnr"] <= high
-    assert set(breakdown.set_index("restorer").loc["identity", "psnr breaks at"]) == {"1"}
-    assert list(paired.columns) == ["metric", "degradation", "severity", "a − b", "95% CI", "p",
-                                     "W/T/L"]  # fmt: skip
-    # A defaults to the leaderboard's best (tv), B to the next; swapping flips the sign
-    next(s for s in app.selectbox if s.label == "Restorer A").set_value("identity").run()
-    assert not app.exception
-    flipped = app.dataframe[2].value
-    assert paired["a − b"].abs().max() > 0.1  # tv vs identity differs on noise
-    np.testing.assert_allclose(flipped["a − b"], -paired["a − b"], atol=1e-4)

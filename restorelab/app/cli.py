@@ -147,7 +147,7 @@ def dashboard_app_file() -> Path:
 
 
 @main.command()
-@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--port", type=int, default=8501, show_default=True)
 @click.option(
     "--address",
@@ -155,8 +155,13 @@ def dashboard_app_file() -> Path:
     show_default=True,
     help="Interface to listen on (0.0.0.0 to serve other machines).",
 )
-def dashboard(run_dir: str, port: int, address: str) -> None:
-    """Start the Streamlit dashboard on RUN_DIR."""
+def dashboard(run_dirs: tuple[str, ...], port: int, address: str) -> None:
+    """Start the Streamlit dashboard on one or several RUN_DIRS.
+
+    Several runs on the same corpus and grid are compared as one table (differences are
+    shown); a folder that holds runs (such as the demo's output folder) lists them.
+    """
+    run_dirs = tuple(os.path.abspath(d) for d in run_dirs)
     app = dashboard_app_file()
     command = [
         sys.executable,
@@ -173,10 +178,10 @@ def dashboard(run_dir: str, port: int, address: str) -> None:
         "--browser.gatherUsageStats",
         "false",
         "--",
-        os.path.abspath(run_dir),
+        *run_dirs,
     ]
     click.echo(f"dashboard on http://{address}:{port}  (Ctrl+C stops it)")
-    env = {**os.environ, "RESTORELAB_RUN_DIR": os.path.abspath(run_dir)}
+    env = {**os.environ, "RESTORELAB_RUN_DIRS": os.pathsep.join(run_dirs)}
     raise SystemExit(subprocess.call(command, env=env))
 
 
