@@ -47,7 +47,10 @@ def dataclass_from_dict(cls: type[T], data: dict, *, source: str) -> T:
     try:
         return cls(**data)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{source}: {exc}") from exc
+        message = str(exc)  # errors raised by ``cls`` itself may already name the source
+        if not message.startswith(f"{source}:"):
+            message = f"{source}: {message}"
+        raise ConfigError(message) from exc
 
 
 def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:

@@ -614,6 +614,9 @@ def test_bench_with_sdxl_writes_finite_rows_and_resumes(tiny_sdxl: Path, tmp_pat
 
 def test_list_shows_sdxl_options() -> None:
     result = CliRunner().invoke(main, ["list"])
-    line = next(line for line in result.output.splitlines() if line.strip().startswith("sdxl"))
+    lines = result.output.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip() == "sdxl")
+    end = next(i for i in range(start + 1, len(lines)) if not lines[i].startswith("    "))
+    block = " ".join(lines[start:end])  # its description and wrapped options
     for option in ("base", "lora", "controlnet", "restoration_scale", "spt_linear_cfg", "tile"):
-        assert f"'{option}'" in line
+        assert f" {option}=" in block

@@ -64,7 +64,7 @@ def test_summary_mean_n_and_input_mean() -> None:
     row = table.iloc[0]
     assert list(table.columns) == [
         "restorer", "degradation", "severity", "metric", "mean", "ci_low", "ci_high", "n",
-        "input_mean",
+        "input_mean", "n_cells", "support",
     ]  # fmt: skip
     assert (row["mean"], row["n"], row["input_mean"]) == (31.5, 4, 28.0)
     assert 30.0 <= row["ci_low"] < 31.5 < row["ci_high"] <= 33.0
@@ -115,8 +115,13 @@ def test_summary_pools_with_empty_by_and_ignores_failed_rows() -> None:
     frame.loc[0, ["psnr", "error"]] = [np.nan, "RuntimeError: boom"]
     table = summary_table(frame, ["psnr", "ssim"], by=(), n_boot=100)
     assert list(table["metric"]) == ["psnr", "ssim"]
-    # tv/img0 failed: img0 has only nlm (20), img1 has tv and nlm (27)
-    assert table.iloc[0]["mean"] == pytest.approx((20.0 + 27.0) / 2)
+    # tv/img0 failed: on common cells only img1 counts, for both restorers (27)
+    assert table.iloc[0]["mean"] == pytest.approx(27.0)
+    assert table.iloc[0]["support"] == "common cells"
+    # on their own cells: img0 has only nlm (20), img1 has tv and nlm (27)
+    own = summary_table(frame, ["psnr"], by=(), n_boot=100, support="own")
+    assert own.iloc[0]["mean"] == pytest.approx((20.0 + 27.0) / 2)
+    assert own.iloc[0]["support"] == "own cells"
 
 
 # --- paired_comparison -----------------------------------------------------------------------
@@ -183,7 +188,7 @@ def test_breakdown_at_first_severity_without_gain() -> None:
     table = breakdown_severity(_severity_frame([2.0, 1.0, 0.0, -1.0]), "psnr")
     row = table.iloc[0]
     assert (row["restorer"], row["degradation"], row["metric"]) == ("r", "noise", "psnr")
-    assert row["breaks_at"] == 3 and row["reason"] == "no gain"
+    assert row["breaks_at"] == 3 and row["reason"] == "no gain (+0.00)"
     assert row["gains"] == "1:+2.00 2:+1.00 3:+0.00 4:-1.00" and row["n_images"] == 5
 
 
@@ -200,7 +205,7 @@ def test_breakdown_never_and_lower_is_better() -> None:
 def test_breakdown_counts_a_negligible_gain_as_none() -> None:
     # +0.004 dB is within PSNR's 0.01 dB tie tolerance: the restorer has stopped helping
     table = breakdown_severity(_severity_frame([2.0, 0.004, 1.0]), "psnr")
-    assert table.iloc[0]["breaks_at"] == 2 and table.iloc[0]["reason"] == "no gain"
+    assert table.iloc[0]["breaks_at"] == 2 and table.iloc[0]["reason"] == "no gain (+0.00)"
     exact = breakdown_severity(_severity_frame([2.0, 0.004, 1.0]), "psnr", tie_tolerance=0.0)
     assert pd.isna(exact.iloc[0]["breaks_at"])
     # a label with options uses its metric's tolerance
@@ -258,7 +263,8 @@ def test_report_on_a_real_tiny_run(photo_folder: Path, tiny_grid_file: Path) -> 
     grid = load_grid(tiny_grid_file)  # gaussian_blur, gaussian_noise × severities 1, 3
     run_benchmark(photo_folder, grid, ["identity", "tv"], run, progress=False)
     paths = write_report(run, vs=("tv", "identity"), n_boot=300)
-    assert set(paths) == {"summary", "breakdown", "paired_tv_vs_identity"}
+    assert set(paths) == {"summary", "breakdown", "paired_tv_vs_identity", "leaderboard",
+                          "gains", "coverage", "failures"}  # fmt: skip
     assert all(p.is_file() and p.parent == run / "report" for p in paths.values())
 
     report = compute_report(run, vs=("tv", "identity"), n_boot=300)

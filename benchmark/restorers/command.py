@@ -1,5 +1,14 @@
 """Any external program as a restorer: ``cmd:python my_restorer.py {in} {out}``.
 
+Options go in brackets before the colon, ``cmd[key=value,...]:COMMAND``:
+
+* ``name=median`` — a short label for reports, the dashboard and ``report --vs median ...``
+  (default: the whole command);
+* ``scale=4`` — the output is 4× the input's size (super-resolvers; default 1);
+* ``timeout=600`` — seconds per call; ``batch_size=16`` — images per call in folder mode.
+
+Example: ``cmd[name=realesrgan,scale=4]:python inference.py -i {in} -o {out}``.
+
 The command template is split like a shell line (:func:`shlex.split`, no shell runs) and the
 placeholders are replaced in every word:
 
@@ -17,6 +26,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import shlex
 import subprocess
 import tempfile
@@ -43,6 +53,24 @@ def _tail(text: str, lines: int = STDERR_LINES) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
 
 
+def _check_name(name: str) -> str:
+    """``name`` when it is a usable short label, else ValueError naming the rule."""
+    if not name:
+        return ""
+    from restorelab.benchmark.restorers.base import RESTORERS
+
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name) or len(name) > 40:
+        raise ValueError(
+            f"cmd restorer: name {name!r} must be 1-40 letters, digits, '.', '_' or '-' "
+            "(starting with a letter or digit)"
+        )
+    if name in RESTORERS:
+        raise ValueError(
+            f"cmd restorer: name {name!r} is a registered restorer; choose another name"
+        )
+    return name
+
+
 @register_restorer
 class CommandRestorer(Restorer):
     """Run an external command per image (``{in}``, ``{out}``) or per batch (``{in_dir}``, ...).
@@ -58,6 +86,9 @@ class CommandRestorer(Restorer):
         Images per call in folder mode (ignored in file mode).
     scale : int
         Output size / input size (1 for same-size restorers, e.g. 4 for a ×4 super-resolver).
+    name : str
+        Short label (letters, digits, ``._-``), used instead of the command in reports; it
+        must not be a registered restorer's name. Default: the label is ``cmd:<command>``.
     """
 
     name = "cmd"
@@ -69,6 +100,7 @@ class CommandRestorer(Restorer):
         "timeout": 600.0,
         "batch_size": 16,
         "scale": 1,
+        "name": "",
     }
 
     def __init__(self, **options: Any) -> None:
@@ -89,10 +121,14 @@ class CommandRestorer(Restorer):
             raise ValueError("cmd restorer: batch_size and scale must be >= 1")
         self.command = command
         self.scale = int(self.options["scale"])
+        self.short_name = _check_name(str(self.options["name"] or ""))
 
     @property
     def label(self) -> str:
-        """``cmd:<command>`` plus any other non-default option."""
+        """The ``name`` option when given, else ``cmd:<command>`` plus any other non-default
+        option."""
+        if self.short_name:
+            return self.short_name
         changed = {
             k: v for k, v in self.options.items() if k != "command" and self.defaults.get(k) != v
         }
@@ -157,10 +193,22 @@ class CommandRestorer(Restorer):
         if not path.is_file():
             raise CommandError(f"command {self.command!r} exited 0 but wrote no {path.name}")
         out = read_image(path)
-        if out.shape != self.expected_shape(image):
+        expected = self.expected_shape(image)
+        if out.shape != expected:
+            hint = ""
+            ratio = out.shape[0] / image.shape[0]
+            if (
+                out.shape[0] == round(ratio) * image.shape[0]
+                and out.shape[1] == round(ratio) * image.shape[1]
+                and round(ratio) >= 1
+            ):
+                hint = (
+                    f"; it looks like a x{round(ratio)} upscaler: declare it with "
+                    f"cmd[scale={round(ratio)}]:COMMAND"
+                )
             raise CommandError(
                 f"command {self.command!r} wrote {path.name} of shape {out.shape}, "
-                f"expected {self.expected_shape(image)}"
+                f"expected {expected}{hint}"
             )
         return out
 

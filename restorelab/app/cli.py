@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-import json
-import math
 import os
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -156,33 +153,16 @@ def dashboard_app_file() -> Path:
     help="Interface to listen on (0.0.0.0 to serve other machines).",
 )
 def dashboard(run_dirs: tuple[str, ...], port: int, address: str) -> None:
-    """Start the Streamlit dashboard on one or several RUN_DIRS.
+    """Start the Streamlit dashboard on one or several RUN_DIRS (one Ctrl+C or SIGTERM
+    stops it).
 
     Several runs on the same corpus and grid are compared as one table (differences are
     shown); a folder that holds runs (such as the demo's output folder) lists them.
     """
-    run_dirs = tuple(os.path.abspath(d) for d in run_dirs)
-    app = dashboard_app_file()
-    command = [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        str(app),
-        "--server.port",
-        str(port),
-        "--server.address",
-        address,
-        "--server.headless",
-        "true",
-        "--browser.gatherUsageStats",
-        "false",
-        "--",
-        *run_dirs,
-    ]
+    from restorelab.app.serve import serve
+
     click.echo(f"dashboard on http://{address}:{port}  (Ctrl+C stops it)")
-    env = {**os.environ, "RESTORELAB_RUN_DIRS": os.pathsep.join(run_dirs)}
-    raise SystemExit(subprocess.call(command, env=env))
+    raise SystemExit(serve(run_dirs, port, address))
 
 
 @main.command()
@@ -304,7 +284,9 @@ def curate(
     "restorers",
     multiple=True,
     required=True,
-    help="Restorer spec NAME[:key=value,...] or 'cmd:COMMAND {in} {out}'; repeat.",
+    help="Restorer spec NAME[:key=value,...] or an external program "
+    "'cmd[name=SHORT,scale=S]:COMMAND {in} {out}' (name: its label in reports; scale=4 for a "
+    "x4 upscaler); repeat.",
 )
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Run folder.")
 @click.option(
@@ -397,156 +379,6 @@ def bench(
     report_bench(summary, out)
 
 
-@main.command()
-@click.argument("ref", type=click.Path(exists=True))
-@click.argument("dist", type=click.Path(exists=True))
-@click.option(
-    "--metrics",
-    default="psnr,ssim",
-    show_default=True,
-    help="Comma-separated names or specs, e.g. psnr,lpips:net=vgg or "
-    "consistency:degradation=gaussian_blur,severity=3 (REF is then the degraded input).",
-)
-@click.option(
-    "--crop-border",
-    type=int,
-    default=0,
-    show_default=True,
-    help="Pixels removed from each side before scoring.",
-)
-@click.option(
-    "--json",
-    "as_json",
-    is_flag=True,
-    help="JSON: one object metric → value for two files; for two folders, per-pair "
-    "rows, means and unmatched files.",
-)
-@_friendly
-def score(ref: str, dist: str, metrics: str, crop_border: int, as_json: bool) -> None:
-    """Score DIST against reference REF: two images, or two folders paired by file name.
-
-    Folder pairs match by relative path and name, ignoring side markers at the end of the
-    name (x4, _LR4, _HR, _lq, _gt, _SR): 0801x4_SR.png pairs with 0801.png.
-    """
-    from restorelab.benchmark.pairing import match_folders
-    from restorelab.benchmark.scoring import bind_metrics, json_number, score_pair
-
-    bound = bind_metrics(_split_specs(metrics), crop_border=crop_border, by_label=False)
-    if Path(ref).is_dir() != Path(dist).is_dir():
-        raise click.UsageError("REF and DIST must both be files or both be folders")
-    if not Path(ref).is_dir():
-        values = score_pair(ref, dist, bound)
-        if as_json:  # JSON has no infinity: identical images give PSNR null
-            click.echo(json.dumps({k: json_number(v) for k, v in values.items()}))
-        else:
-            for name, value in values.items():
-                click.echo(f"{name:<10} {value:.6f}")
-        return
-    pairs, unmatched = match_folders(dist, ref, labels=("dist", "ref"))
-    if not pairs:
-        raise click.ClickException(f"no image of {dist} matches a file name in {ref}")
-    from tqdm.auto import tqdm
-
-    rows = []
-    for key, dist_path, ref_path in tqdm(pairs, desc="score", unit="pair", file=sys.stderr):
-        try:
-            rows.append({"pair": key, **score_pair(ref_path, dist_path, bound)})
-        except ValueError as exc:  # a broken or mismatched pair is reported, not fatal
-            rows.append({"pair": key, "error": str(exc)})
-    means = {}
-    for name in bound:
-        finite = [r[name] for r in rows if name in r and math.isfinite(r[name])]
-        means[name] = sum(finite) / len(finite) if finite else float("nan")
-    if as_json:
-        clean = [
-            {k: json_number(v) if isinstance(v, float) else v for k, v in r.items()} for r in rows
-        ]
-        click.echo(
-            json.dumps(
-                {
-                    "pairs": clean,
-                    "mean": {k: json_number(v) for k, v in means.items()},
-                    "n": len(rows),
-                    "unmatched": unmatched,
-                }
-            )
-        )
-        return
-    click.echo("pair".ljust(32) + "".join(f"{name:>12}" for name in bound))
-    for row in rows:
-        cells = "".join(f"{row[n]:>12.4f}" if n in row else f"{'error':>12}" for n in bound)
-        click.echo(f"{row['pair'][:31]:<32}{cells}")
-    click.echo("mean".ljust(32) + "".join(f"{means[n]:>12.4f}" for n in bound))
-    for item in unmatched:
-        click.echo(f"unmatched {item}", err=True)
-
-
-@main.command()
-@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
-@click.option(
-    "--vs",
-    nargs=2,
-    multiple=True,
-    metavar="A B",
-    help="Paired comparison of restorers A and B (repeatable).",
-)
-@click.option("--metrics", default=None, help="Comma-separated (default: all in the run).")
-@click.option(
-    "--threshold",
-    "thresholds",
-    multiple=True,
-    metavar="METRIC=VALUE",
-    help="Breakdown also when the restored metric crosses VALUE, e.g. psnr=20.",
-)
-@click.option(
-    "--n-boot",
-    type=int,
-    default=2000,
-    show_default=True,
-    help="Bootstrap resamples for the 95 % intervals.",
-)
-@click.option(
-    "--skip-damaged",
-    is_flag=True,
-    help="Leave out result parts that cannot be read or do not follow the results schema "
-    "(named in a warning) instead of stopping with an error.",
-)
-@_friendly
-def report(
-    run_dir: str,
-    vs: tuple[tuple[str, str], ...],
-    metrics: str | None,
-    thresholds: tuple[str, ...],
-    n_boot: int,
-    skip_damaged: bool,
-) -> None:
-    """Means with 95 % bootstrap CIs, paired comparisons and breakdown severities of a run."""
-    from restorelab.benchmark.runspec import load_run_spec
-    from restorelab.benchmark.stats import format_report, write_report
-
-    limits = {}
-    for item in thresholds:
-        name, eq, value = item.partition("=")
-        if not eq:
-            raise click.BadParameter(
-                f"expected METRIC=VALUE, got {item!r}", param_hint="--threshold"
-            )
-        limits[name.strip()] = float(value)
-    paths = write_report(
-        run_dir,
-        vs=[tuple(pair) for pair in vs] or None,
-        metrics=_split_specs(metrics) if metrics else None,
-        threshold=limits or None,
-        n_boot=n_boot,
-        skip_damaged=skip_damaged,
-    )
-    spec = load_run_spec(run_dir)
-    if spec is not None:
-        click.echo("run spec:\n  " + "\n  ".join(spec.describe()) + "\n")
-    click.echo(format_report(run_dir))
-    click.echo("\nwrote " + ", ".join(str(p) for p in paths.values()))
-
-
 class _DefaultGroup(click.Group):
     """A group that runs ``default`` when the first argument is not one of its commands."""
 
@@ -591,109 +423,13 @@ def degrade_apply(grid_name: str, corpus: str, out: str, workers: int) -> None:
     report_degrade(summary, Path(out) / MANIFEST_FILE)
 
 
-def _load_images(corpus: str, max_images: int, max_side: int | None) -> list:
-    from restorelab.corpus import load_corpus
-    from restorelab.imageio import read_image, thumbnail
-
-    items = load_corpus(corpus)[:max_images]
-    images = [read_image(item.path) for item in items]
-    if max_side:
-        images = [thumbnail(image, max_side) for image in images]
-    return images
-
-
-@degrade.command(name="calibrate")
-@click.argument("grid_name", metavar="GRID")
-@click.option("--corpus", type=click.Path(exists=True, file_okay=False), required=True)
-@click.option(
-    "--out",
-    type=click.Path(file_okay=False),
-    default="calibration",
-    show_default=True,
-    help="Folder for the tables (and the matched grid).",
-)
-@click.option(
-    "--matched",
-    default=None,
-    help="Target PSNRs in dB, e.g. 30,27,24,21,18,15: write a grid whose severity "
-    "k hits the k-th target for every op.",
-)
-@click.option("--max-images", type=int, default=16, show_default=True)
-@click.option(
-    "--max-side",
-    type=int,
-    default=None,
-    help="Scale images down to this long side first (faster; blur is in pixels).",
-)
-@_friendly
-def degrade_calibrate(
-    grid_name: str,
-    corpus: str,
-    out: str,
-    matched: str | None,
-    max_images: int,
-    max_side: int | None,
-) -> None:
-    """Mean PSNR/SSIM of degraded vs clean per op × severity (and PSNR-matched levels)."""
-    import yaml
-
-    from restorelab.benchmark.calibration import calibrate, matched_grid
-    from restorelab.degradations.grid import load_grid
-
-    grid = load_grid(grid_name)
-    images = _load_images(corpus, max_images, max_side)
-    out_dir = Path(out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    table = calibrate(images, grid)
-    table.to_parquet(out_dir / f"calibration-{grid.name}.parquet", index=False)
-    table.to_csv(out_dir / f"calibration-{grid.name}.csv", index=False)
-    click.echo(table.round(4).to_string(index=False))
-    click.echo(f"\nsaved {out_dir / f'calibration-{grid.name}.csv'} (+ .parquet)")
-    if matched:
-        targets = [float(v) for v in _split_list(matched)]
-        new_grid, report = matched_grid(images, grid, targets)
-        path = out_dir / f"{new_grid.name}.yaml"
-        path.write_text(yaml.safe_dump(new_grid.to_dict(), sort_keys=False), encoding="utf-8")
-        report.to_csv(out_dir / f"{new_grid.name}.csv", index=False)
-        click.echo("\n" + report.round(4).to_string(index=False))
-        unreachable = report[~report["reachable"]]
-        if len(unreachable):
-            click.echo(
-                f"\n{len(unreachable)} targets are outside an op's range; the nearest "
-                "end level is used for them (reachable = False)."
-            )
-        click.echo(f"\nmatched grid: {path}  (use it with: restorelab bench --grid {path} ...)")
-
-
 @main.command(name="list")
 def list_registered() -> None:
     """List degradations, restorers, metrics, packaged grids and the curation config keys."""
-    from restorelab.benchmark.metrics import METRICS
-    from restorelab.benchmark.restorers import RESTORERS
-    from restorelab.degradations import DEGRADATIONS
-    from restorelab.degradations.grid import packaged_grids
-
-    click.echo("degradations:")
-    for name in DEGRADATIONS:
-        op = DEGRADATIONS.get(name)
-        click.echo(f"  {name:<20} {op.unit:<14} levels {list(op.levels)}  {op.description}")
-    click.echo("restorers:")
-    for name in RESTORERS:
-        cls = RESTORERS.get(name)
-        doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
-        click.echo(f"  {name:<20} {doc}  defaults {cls.defaults}")
-    click.echo("metrics:")
-    for name in METRICS:
-        spec = METRICS.get(name)
-        arrow = "↑" if spec.higher_is_better else "↓"
-        batched = " [batched torch: Metric.batch]" if spec.batch else ""
-        click.echo(f"  {name:<20} {arrow} {spec.convention}{batched}")
-        if spec.default_options:
-            options = ", ".join(f"{k}={v}" for k, v in spec.default_options.items())
-            click.echo(f"  {'':<22}options ({name}:key=value,...): {options}")
-    click.echo("grids: " + ", ".join(packaged_grids()))
+    from restorelab.app.listing import format_listing
     from restorelab.curation import config_help
 
+    click.echo(format_listing(), nl=False)
     click.echo(config_help())
 
 
@@ -703,6 +439,14 @@ def _print_config_help(ctx: click.Context) -> None:
     click.echo(config_help())
     ctx.exit(0)
 
+
+from restorelab.app.calibrate import calibrate_command  # noqa: E402
+from restorelab.app.report import report_command  # noqa: E402
+from restorelab.app.score import score_command  # noqa: E402
+
+main.add_command(report_command)
+degrade.add_command(calibrate_command)
+main.add_command(score_command)
 
 from restorelab.app.train import train_lora_command  # noqa: E402  (one module per command)
 
