@@ -71,7 +71,7 @@ def report_bench(summary: BenchmarkSummary, out: str) -> None:
         click.echo(
             f"warning: {len(summary.damaged_parts)} result part(s) could not be used and their "
             f"cells were recomputed: {names}. Move them out of {Path(out) / 'results'} before "
-            "`restorelab report` (or pass it --skip-damaged).",
+            "`restorelab report`.",
             err=True,
         )
     failed = len(summary.failures) + len(summary.earlier_failures)
