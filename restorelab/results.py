@@ -191,17 +191,26 @@ class ResultsStore:
         self.schema = schema
         self.key_columns = tuple(schema.key_columns)
 
-    def append(self, rows: list[dict], metrics: Sequence[str] = ()) -> Path | None:
+    def append(self, rows: list[dict], metrics: Sequence[str] | None = None) -> Path | None:
         """Write ``rows`` as one new part file; returns its path (None when ``rows`` is empty).
 
-        ``metrics`` are the metric labels of the rows (one column per label and prefix); a
-        column a row lacks is written as null. A row value of the wrong type raises.
+        ``metrics`` are the metric labels of the rows (one column per label and prefix; None:
+        every key with an ``input_`` twin); a column a row lacks is written as null. A row
+        value of the wrong type raises.
         """
         if not rows:
             return None
         import pyarrow as pa
         import pyarrow.parquet as pq
 
+        if metrics is None:  # every column with an ``input_`` twin (first-seen order)
+            fixed = {name for name, _ in self.schema.columns}
+            seen = dict.fromkeys(k for row in rows for k in row)
+            metrics = [
+                k
+                for k in seen
+                if k not in fixed and f"input_{k}" in seen and self.schema.metric_prefixes
+            ]
         table = pa.Table.from_pylist(rows, schema=self.schema.arrow(metrics))
         self.parts_dir.mkdir(parents=True, exist_ok=True)
         stamp = time.strftime("%Y%m%dT%H%M%S")
