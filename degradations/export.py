@@ -2,8 +2,15 @@
 
 Layout: ``OUT/<degradation>/s<severity>/seed<seed>/<image_id>.png`` (``:`` in chain specs
 becomes ``@``), and ``OUT/manifest.parquet`` with one row per (image_id, degradation,
-severity, seed): the file, the clean source, the parameters actually used (JSON) and any
-error. Re-running skips what is already written, so an interrupted export resumes.
+severity, seed): the file, the clean source and its content hash, the level applied, the
+parameters actually used (JSON) and any error.
+
+Re-running into the same folder resumes: a file made from the same image content with the same
+level is kept; new images, severities, seeds or ops are added. ``OUT/grid.json`` records the
+export's spec (the corpus fingerprint and the grid's level per op and severity); a re-run that
+would give an existing file name another meaning (other content under an image id, another
+level under an op and severity) is refused before any work, naming the difference. A file
+listed in the manifest but missing on disk is made again.
 """
 
 from __future__ import annotations
@@ -16,15 +23,34 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from restorelab.corpus import CorpusItem, load_corpus
+from restorelab.corpus import CorpusFingerprint, CorpusItem, load_corpus
 from restorelab.degradations.base import degrade_with_params
 from restorelab.degradations.grid import Grid
+from restorelab.degradations.gridspec import GridSpec
 from restorelab.imageio import read_image, write_image
 from restorelab.parallel import process_pool
-from restorelab.results import ResultsStore, write_json_atomic
+from restorelab.results import PartSchema, ResultsStore, write_json_atomic
 
 MANIFEST_KEYS = ("image_id", "degradation", "severity", "seed")
 MANIFEST_FILE = "manifest.parquet"
+SPEC_FILE = "grid.json"
+#: The manifest parts' declared columns.
+MANIFEST_SCHEMA = PartSchema(
+    format="restorelab-manifest/2",
+    key_columns=MANIFEST_KEYS,
+    columns=(
+        ("image_id", "string"),
+        ("degradation", "string"),
+        ("severity", "int64"),
+        ("seed", "int64"),
+        ("file", "string"),
+        ("clean_file", "string"),
+        ("image_hash", "string"),
+        ("level", "string"),
+        ("params", "string"),
+        ("error", "string"),
+    ),
+)
 
 
 @dataclass
@@ -43,12 +69,13 @@ def degraded_path(out: Path, image_id: str, degradation: str, severity: int, see
     return out / folder / f"s{severity}" / f"seed{seed}" / f"{image_id}.png"
 
 
-def _export_image(item: CorpusItem, cells: list[tuple], out: Path) -> list[dict]:
+def _export_image(item: CorpusItem, cells: list[tuple], out: Path, meta: dict) -> list[dict]:
     rows = []
     try:
         clean = read_image(item.path)
     except Exception as exc:  # recorded in the manifest; the export goes on
-        return [_row(item, cell, "", {}, f"{type(exc).__name__}: {exc}") for cell in cells]
+        error = f"{type(exc).__name__}: {exc}"
+        return [_row(item, cell, "", {}, error, meta) for cell in cells]
     for degradation, severity, seed, levels in cells:
         target = degraded_path(out, item.image_id, degradation, severity, seed)
         try:
@@ -61,6 +88,7 @@ def _export_image(item: CorpusItem, cells: list[tuple], out: Path) -> list[dict]
                     str(target.relative_to(out)),
                     result.params,
                     "",
+                    meta,
                 )
             )
         except Exception as exc:  # recorded in the manifest; the export goes on
@@ -71,13 +99,16 @@ def _export_image(item: CorpusItem, cells: list[tuple], out: Path) -> list[dict]
                     "",
                     {},
                     f"{type(exc).__name__}: {exc}",
+                    meta,
                 )
             )
     return rows
 
 
-def _row(item: CorpusItem, cell: tuple, file: str, params: dict, error: str) -> dict:
+def _row(item: CorpusItem, cell: tuple, file: str, params: dict, error: str, meta: dict) -> dict:
+    """One manifest row; ``meta`` holds ``hashes`` (image id → content hash) and ``spec``."""
     degradation, severity, seed, _ = cell
+    spec: GridSpec = meta["spec"]
     return {
         "image_id": item.image_id,
         "degradation": degradation,
@@ -85,9 +116,40 @@ def _row(item: CorpusItem, cell: tuple, file: str, params: dict, error: str) -> 
         "seed": int(seed),
         "file": file,
         "clean_file": str(item.path),
+        "image_hash": meta["hashes"].get(item.image_id, ""),
+        "level": json.dumps(spec.to_dict()["levels"][degradation][str(int(severity))]),
         "params": json.dumps(params, default=str),
         "error": error,
     }
+
+
+def _check_spec(out: Path, fingerprint: CorpusFingerprint, spec: GridSpec, has_rows: bool) -> dict:
+    """The export spec to store: the union with the stored one; raises ``ValueError`` naming
+    every difference when ``out`` holds files that the new spec would give another meaning."""
+    path = out / SPEC_FILE
+    stored = json.loads(path.read_text(encoding="utf-8")).get("spec") if path.is_file() else None
+    new = {"corpus": fingerprint, "grid": spec}
+    if stored is None:
+        if has_rows:
+            raise ValueError(
+                f"refused: {out} holds degraded files but no export spec in {SPEC_FILE} (made by "
+                "an older restorelab): they cannot be checked against this grid and corpus. "
+                f"Nothing was written; use a new --out (e.g. {out}-2)."
+            )
+        return new
+    old_corpus = CorpusFingerprint.from_dict(stored["corpus"])
+    old_grid = GridSpec.from_dict(stored["grid"])
+    differences = old_corpus.conflicts(fingerprint) + old_grid.conflicts(spec)
+    if differences and has_rows:
+        lines = "\n  ".join(differences)
+        raise ValueError(
+            f"refused: {out} holds degraded files made with another set-up; reusing them would "
+            f"mix two set-ups under the same file names:\n  {lines}\nNothing was written. Use a "
+            f"new --out (e.g. {out}-2), or the grid and corpus the folder was made with."
+        )
+    if differences:
+        return new
+    return {"corpus": old_corpus.merged(fingerprint), "grid": old_grid.merged(spec)}
 
 
 def export_degraded(
@@ -98,11 +160,29 @@ def export_degraded(
     workers: int = 1,
     progress: bool = True,
 ) -> ExportSummary:
-    """Degrade every corpus image for every cell of ``grid`` into ``out`` (see module doc)."""
+    """Degrade every corpus image for every cell of ``grid`` into ``out`` (see module doc).
+
+    Raises ``ValueError`` before any work when ``out`` holds files made from other image
+    content or with other levels under the same names.
+    """
     out = Path(out)
     items = load_corpus(corpus)
-    store = ResultsStore(out, key_columns=MANIFEST_KEYS, subdir=".manifest-parts")
-    done = store.completed_keys()
+    fingerprint = CorpusFingerprint.of(items, cache=out / ".corpus-hashes.json")
+    spec = GridSpec.of(grid)
+    store = ResultsStore(out, schema=MANIFEST_SCHEMA, subdir=".manifest-parts")
+    raw, problems = store.scan()
+    if problems:
+        names = "; ".join(str(p) for p in problems)
+        raise ValueError(
+            f"refused: {len(problems)} manifest part(s) in {store.parts_dir} cannot be used "
+            f"({names}); use a new --out"
+        )
+    stored = store.latest(raw)
+    merged = _check_spec(out, fingerprint, spec, not stored.empty)
+    done = set()
+    for row in stored.to_dict("records"):
+        if row["error"] or (out / str(row["file"])).is_file():  # a deleted file is made again
+            done.add(tuple(row[k] for k in MANIFEST_KEYS))
     jobs, skipped = [], 0
     for item in items:
         cells = []
@@ -115,26 +195,42 @@ def export_degraded(
             jobs.append((item, cells))
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(
-        out / "grid.json", {"corpus": str(Path(corpus).resolve()), "grid": grid.to_dict()}
+        out / SPEC_FILE,
+        {
+            "corpus": str(Path(corpus).resolve()),
+            "grid": grid.to_dict(),
+            "spec": {"corpus": merged["corpus"].to_dict(), "grid": merged["grid"].to_dict()},
+        },
     )
+    meta = {"hashes": fingerprint.as_dict(), "spec": spec}
     summary = ExportSummary(out, 0, skipped, [])
     bar = tqdm(total=len(jobs), desc=f"degrade {grid.name}", unit="img", disable=not progress)
     if workers > 1 and len(jobs) > 1:
         pool = process_pool(workers)
-        results = pool.map(_export_image, *zip(*[(i, c, out) for i, c in jobs], strict=True))
+        args = [(i, c, out, meta) for i, c in jobs]
+        results = pool.map(_export_image, *zip(*args, strict=True))
     else:
         pool = None
-        results = (_export_image(item, cells, out) for item, cells in jobs)
+        results = (_export_image(item, cells, out, meta) for item, cells in jobs)
     try:
         for rows in results:
             store.append(rows)
+            bar.update(1)
             summary.written += sum(1 for r in rows if not r["error"])
+            failed = [r for r in rows if r["error"]]
+            if (
+                len(failed) > 1
+                and all(not r["file"] for r in rows)
+                and len({r["error"] for r in failed}) == 1
+            ):  # the image itself could not be read: one line, not one per cell
+                summary.errors.append(
+                    f"{failed[0]['image_id']} (all {len(failed)} cells): {failed[0]['error']}"
+                )
+                continue
             summary.errors += [
                 f"{r['image_id']} {r['degradation']}:{r['severity']} seed {r['seed']}: {r['error']}"
-                for r in rows
-                if r["error"]
+                for r in failed
             ]
-            bar.update(1)
     finally:
         bar.close()
         if pool is not None:

@@ -143,7 +143,8 @@ def test_two_workers_give_the_same_numbers(photo_folder: Path, grid: Grid, tmp_p
 
 def test_parts_are_whole_files(tmp_path: Path) -> None:
     store = ResultsStore(tmp_path)
-    store.append([{k: 0 for k in KEY_COLUMNS} | {"psnr": 1.0}])
+    key = {k: "x" for k in KEY_COLUMNS} | {"severity": 1, "seed": 0}
+    store.append([key | {"psnr": 1.0, "error": ""}], metrics=["psnr"])
     (store.parts_dir / ".part-x.parquet.tmp").write_bytes(b"half a file")
     assert len(store.part_files()) == 1
     assert len(store.load()) == 1

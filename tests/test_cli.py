@@ -78,9 +78,9 @@ def test_bench_then_resume(
     ]
     first = runner.invoke(main, args)
     assert first.exit_code == 0, first.output
-    assert "24 rows written, 0 already done, 0 errors" in first.output
+    assert "reused 0 finished rows, added 24 rows, refused nothing" in first.output
     again = runner.invoke(main, args)
-    assert "0 rows written, 24 already done" in again.output
+    assert "reused 24 finished rows, added 0 rows" in again.output
     assert len(load_results(tmp_path / "run")) == 24
 
 

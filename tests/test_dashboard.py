@@ -27,6 +27,7 @@ from restorelab.benchmark.stats import breakdown_severity, paired_comparison, su
 from restorelab.curation import CurationConfig, curate
 from restorelab.dashboard import data
 from restorelab.degradations.grid import Grid, load_grid
+from restorelab.results import ResultsStore
 
 APP = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
 PAGES = ["leaderboard", "curves", "breakdown", "failures", "compare", "curation", "run_info"]
@@ -403,7 +404,10 @@ def test_failed_rows_are_counted_and_listed(
     shutil.copytree(run_a, run)
     frame = pd.read_parquet(next((run / "results").glob("part-*.parquet")))
     broken = frame.head(2).assign(error="RuntimeError: out of memory", psnr=np.nan)
-    broken.to_parquet(run / "results" / "part-99999999T999999-1-00001.parquet")
+    # written as the runner writes parts (the declared schema; a bare to_parquet is foreign)
+    ResultsStore(run).append(
+        broken.to_dict("records"), metrics=json.loads(frame["metric_labels"].iloc[0])
+    )
     app = _app(monkeypatch, run)
     _clean(app)
     assert "2 rows failed" in app.warning[0].value

@@ -24,7 +24,14 @@ from restorelab.benchmark.runner import env_shard, parse_shard, safe_name
 from restorelab.degradations import degrade
 from restorelab.degradations.grid import Grid, load_grid
 from restorelab.imageio import read_image
-from restorelab.results import KEY_COLUMNS, ResultsStore, load_results, read_run_info
+from restorelab.results import (
+    KEY_COLUMNS,
+    DamagedPartsError,
+    ResultsStore,
+    check_results,
+    load_results,
+    read_run_info,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -99,9 +106,13 @@ def test_sigkill_mid_sweep_then_resume_gives_exactly_one_row_per_cell(
     assert not list(parts.glob(".part-*.tmp")), "temporary files left behind"
 
 
+def _key_row() -> dict:
+    return {k: "x" for k in KEY_COLUMNS} | {"severity": 1, "seed": 0, "error": ""}
+
+
 def test_stale_temp_parts_are_removed_and_live_ones_kept(tmp_path: Path) -> None:
     store = ResultsStore(tmp_path)
-    store.append([{k: 0 for k in KEY_COLUMNS}])
+    store.append([_key_row()])
     dead = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"],
         capture_output=True,
@@ -116,12 +127,24 @@ def test_stale_temp_parts_are_removed_and_live_ones_kept(tmp_path: Path) -> None
     assert live.exists() and len(store.load()) == 1
 
 
-def test_damaged_part_is_skipped_with_a_warning(tmp_path: Path) -> None:
+def test_damaged_and_foreign_parts_are_named_and_counted(tmp_path: Path) -> None:
+    import pandas as pd
+
     store = ResultsStore(tmp_path)
-    store.append([{k: 0 for k in KEY_COLUMNS}])
-    (store.parts_dir / "part-99999999T999999-1-99999.parquet").write_bytes(b"not parquet")
-    with pytest.warns(UserWarning, match="skipping unreadable result part"):
-        assert len(store.load()) == 1
+    store.append([_key_row() | {"psnr": 30.0, "input_psnr": 20.0}], metrics=["psnr"])
+    damaged = store.parts_dir / "part-99999999T999999-1-99998.parquet"
+    damaged.write_bytes(b"not parquet")
+    foreign = store.parts_dir / "part-99999999T999999-1-99999.parquet"
+    pd.DataFrame([{"image_id": "a", "psnr": "30"}]).to_parquet(foreign)  # no schema, no tag
+    with pytest.raises(DamagedPartsError, match="2 result part") as caught:
+        load_results(tmp_path)
+    message = str(caught.value)
+    assert damaged.name in message and foreign.name in message
+    assert {p.kind for p in caught.value.problems} == {"damaged", "foreign"}
+    assert [p.path for p in check_results(tmp_path)] == [damaged, foreign]
+    with pytest.warns(UserWarning, match="left out 2 result part"):
+        frame = load_results(tmp_path, skip_damaged=True)
+    assert len(frame) == 1 and frame["psnr"].iloc[0] == 30.0
 
 
 @pytest.fixture

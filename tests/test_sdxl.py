@@ -599,7 +599,7 @@ def test_bench_with_sdxl_writes_finite_rows_and_resumes(tiny_sdxl: Path, tmp_pat
     args += ["--out", str(tmp_path / "run"), "--device", "cpu", "--save-images"]
     first = CliRunner().invoke(main, args)
     assert first.exit_code == 0, first.output
-    assert "4 rows written, 0 already done, 0 errors" in first.output
+    assert "reused 0 finished rows, added 4 rows, refused nothing" in first.output
     frame = load_results(tmp_path / "run")
     assert len(frame) == 4 and np.isfinite(frame["psnr"]).all() and (frame["error"] == "").all()
     assert frame["restorer"].str.startswith("sdxl:").all()
@@ -607,7 +607,9 @@ def test_bench_with_sdxl_writes_finite_rows_and_resumes(tiny_sdxl: Path, tmp_pat
     config = json.loads(frame["restorer_config"].iloc[0])
     assert config["settings"]["timestep_spacing"] == "trailing" and config["files"]
     second = CliRunner().invoke(main, args)
-    assert "0 rows written, 4 already done" in second.output
+    assert "reused 4 finished rows, added 0 rows" in second.output
+    spec = json.loads((tmp_path / "run" / "run.json").read_text())["spec"]
+    assert any(p.endswith("model_index.json") for p in spec["restorers"][0]["files"])
 
 
 def test_list_shows_sdxl_options() -> None:

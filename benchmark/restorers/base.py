@@ -15,6 +15,10 @@ Two optional capabilities the runner uses:
   context=...)``; prompt-conditioned restorers (``sdxl``) use it.
 * :meth:`Restorer.restore_batch` restores several images in one call; the runner groups up to
   :attr:`Restorer.batch_size` cells per call (default 1: one image at a time).
+
+Files a restorer loads (weights, a LoRA, a script) are part of what it is: :meth:`Restorer.
+file_identities` names each one with its size and a content digest, and :attr:`Restorer.
+config_hash` covers them, so a run never resumes a restorer whose file changed.
 """
 
 from __future__ import annotations
@@ -22,8 +26,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -92,9 +98,61 @@ class Restorer:
 
     @property
     def config_hash(self) -> str:
-        """Short stable hash of :attr:`config` (12 hex digits)."""
-        blob = json.dumps(self.config, sort_keys=True, default=str).encode()
+        """Short stable hash of :attr:`config` and :meth:`file_identities` (12 hex digits).
+
+        A restorer that loads no file hashes its config alone, so its hash does not depend
+        on which files exist.
+        """
+        identity: dict[str, Any] = dict(self.config)
+        files = self.file_identity_map()
+        if files:
+            identity["__files__"] = files
+        blob = json.dumps(identity, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
+
+    def file_paths(self) -> dict[str, str]:
+        """Files or folders this restorer loads, by option name.
+
+        The default: every option whose value is a string naming an existing file or folder.
+        Subclasses that load files not named by an option (a model resolved from a cache, a
+        script inside a command line) override this and add them.
+        """
+        out = {}
+        for key, value in self.options.items():
+            if isinstance(value, (str, os.PathLike)) and str(value).strip():
+                try:
+                    if Path(value).expanduser().exists():
+                        out[key] = str(value)
+                except OSError:  # a name too long for the file system: not a path
+                    continue
+        return out
+
+    def file_identities(self) -> dict[str, str]:
+        """``{option: identity}`` for every file in :meth:`file_paths` (see :func:`file_identity`).
+
+        Computed once per object (a changed file is noticed by the next run, not mid-run).
+        """
+        cached = self.__dict__.get("_file_identity_cache")
+        if cached is None:
+            cached = {key: file_identity(path) for key, path in sorted(self.file_paths().items())}
+            self.__dict__["_file_identity_cache"] = cached
+        return dict(cached)
+
+    def file_identity_map(self) -> dict[str, str]:
+        """:meth:`file_identities` as ``{name: identity}`` strings, whatever form an override
+        returns: a mapping as is, a list of ``{"path": ..., ...}`` records keyed by path (the
+        ``sdxl`` restorer's form)."""
+        found = self.file_identities()
+        if isinstance(found, dict):
+            return {str(k): str(v) for k, v in sorted(found.items())}
+        out = {}
+        for index, item in enumerate(found or []):
+            if isinstance(item, dict) and "path" in item:
+                rest = " ".join(f"{k}={v}" for k, v in sorted(item.items()) if k != "path")
+                out[str(item["path"])] = rest
+            else:
+                out[f"file[{index}]"] = json.dumps(item, sort_keys=True, default=str)
+        return dict(sorted(out.items()))
 
     @property
     def label(self) -> str:
@@ -202,6 +260,60 @@ class Restorer:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.options})"
+
+
+#: Bytes read from the start, middle and end of each file for its digest.
+SAMPLE_BYTES = 1 << 20
+#: Most files of one folder named in a folder's identity.
+MAX_FOLDER_FILES = 10_000
+
+
+def _file_digest(path: Path, size: int) -> str:
+    """SHA-256 of the whole file up to 3 MiB; beyond, of its first, middle and last MiB."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        if size <= 3 * SAMPLE_BYTES:
+            digest.update(handle.read())
+        else:
+            for offset in (0, size // 2, size - SAMPLE_BYTES):
+                handle.seek(offset)
+                digest.update(handle.read(SAMPLE_BYTES))
+    return digest.hexdigest()[:16]
+
+
+def file_identity(path: str | os.PathLike) -> str:
+    """What a file or folder *is*, independent of its place and timestamps.
+
+    A file: ``"file size=<bytes> sha256=<digest>"``, the digest over the whole file up to
+    3 MiB, else over its first, middle and last MiB (retrained weights change all three; a
+    copy or a ``touch`` changes none). A folder: ``"dir files=<n> sha256=<digest>"`` over
+    every file's relative path, size and digest (symbolic links followed, hidden files
+    included, at most :data:`MAX_FOLDER_FILES`). A path that does not exist: ``"missing"``.
+    """
+    path = Path(path).expanduser()
+    try:
+        if path.is_file():
+            size = path.stat().st_size
+            return f"file size={size} sha256={_file_digest(path, size)}"
+        if path.is_dir():
+            digest = hashlib.sha256()
+            count = 0
+            for root, dirs, files in os.walk(path, followlinks=True):
+                dirs.sort()
+                for name in sorted(files):
+                    file = Path(root) / name
+                    size = file.stat().st_size
+                    rel = file.relative_to(path).as_posix()
+                    digest.update(f"{rel}\0{size}\0{_file_digest(file, size)}\n".encode())
+                    count += 1
+                    if count >= MAX_FOLDER_FILES:
+                        break
+                if count >= MAX_FOLDER_FILES:
+                    break
+            return f"dir files={count} sha256={digest.hexdigest()[:16]}"
+    except OSError as exc:
+        return f"unreadable {type(exc).__name__}"
+    return "missing"
 
 
 RESTORERS: Registry[type[Restorer]] = Registry("restorer")

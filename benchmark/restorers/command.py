@@ -135,6 +135,21 @@ class CommandRestorer(Restorer):
         extra = "[" + ",".join(f"{k}={v}" for k, v in sorted(changed.items())) + "]"
         return f"cmd{extra if changed else ''}:{self.command}"
 
+    def file_paths(self) -> dict[str, str]:
+        """Words of the command that name existing files (the script it runs, its weights),
+        as ``command[<i>]``: a changed script is another restorer (see
+        :meth:`Restorer.file_identities`)."""
+        out = {}
+        for index, word in enumerate(shlex.split(self.command)):
+            if "{" in word or not word.strip():
+                continue
+            try:
+                if Path(word).expanduser().is_file():
+                    out[f"command[{index}]"] = word
+            except OSError:
+                continue
+        return out
+
     @property
     def batch_size(self) -> int:
         """``batch_size`` in folder mode, else 1."""

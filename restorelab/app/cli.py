@@ -16,11 +16,17 @@ import click
 
 from restorelab import __version__
 
-#: Errors that are the user's input, shown as one clear line instead of a traceback.
-_USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, KeyError, FileNotFoundError, TypeError)
+#: Errors of the user's input or environment (bad values, unknown names, missing or unreadable
+#: files, a missing optional package), shown as one clear line instead of a traceback.
+_USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, KeyError, OSError, ImportError)
+#: Exit code of an internal error (a bug): ``EX_SOFTWARE`` of sysexits.h.
+EXIT_INTERNAL = 70
 
 
 def _friendly(fn: Callable) -> Callable:
+    """User errors (bad values, unknown names, missing files) become one clear line; any other
+    exception is a bug: its traceback is shown with a line asking to report it."""
+
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
@@ -28,6 +34,19 @@ def _friendly(fn: Callable) -> Callable:
         except _USER_ERRORS as exc:
             message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
             raise click.ClickException(str(message)) from exc
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception:
+            import traceback
+
+            traceback.print_exc(file=sys.stderr)
+            click.echo(
+                f"\ninternal error in restorelab {__version__}: this is a bug, not a problem "
+                "with your input. Please report it to the restorelab issue tracker with the "
+                "traceback above and the command you ran.",
+                err=True,
+            )
+            sys.exit(EXIT_INTERNAL)
 
     return wrapper
 
@@ -295,6 +314,12 @@ def curate(
     help="auto, cpu, cuda or cuda:N: where learned metrics and GPU restorers run. Under "
     "torchrun / accelerate launch, cuda is this rank's GPU (LOCAL_RANK).",
 )
+@click.option(
+    "--retry-failed",
+    is_flag=True,
+    help="Run again the cells that failed in earlier calls (default: keep them, report them "
+    "and exit 3).",
+)
 @_friendly
 def bench(
     corpus: str | None,
@@ -307,8 +332,17 @@ def bench(
     shard: str | None,
     save_images: bool,
     device: str,
+    retry_failed: bool,
 ) -> None:
-    """Sweep restorers over CORPUS × GRID (or a paired set); re-running resumes."""
+    """Sweep restorers over CORPUS × GRID (or a paired set); re-running resumes.
+
+    Re-running into the same --out skips finished cells, runs only added images, severities,
+    seeds and restorers, and fills added metrics into finished rows; a set-up that would give
+    stored results another meaning (other image content, other levels, another restorer file)
+    is refused before any work. Exit codes: 0 all cells scored; 3 some cells failed (count
+    and reasons printed); 1 refused or bad input; 2 usage.
+    """
+    from restorelab.app.bench import report_bench
     from restorelab.benchmark import run_benchmark
     from restorelab.benchmark.runner import run_benchmark_pairs
     from restorelab.degradations.grid import load_grid
@@ -325,9 +359,8 @@ def bench(
             shard=shard,
             save_images=save_images,
             device=device,
+            retry_failed=retry_failed,
         )
-        for name in getattr(summary, "unmatched", []) or []:
-            click.echo(f"  unmatched: {name}", err=True)
     else:
         if not corpus or not grid_name:
             raise click.UsageError("give --corpus and --grid (or --pairs LQ_DIR GT_DIR)")
@@ -341,13 +374,9 @@ def bench(
             shard=shard,
             save_images=save_images,
             device=device,
+            retry_failed=retry_failed,
         )
-    click.echo(
-        f"{summary.rows_written} rows written, {summary.rows_skipped} already done, "
-        f"{len(summary.errors)} errors → {summary.run_dir}"
-    )
-    for line in summary.errors[:10]:
-        click.echo(f"  error: {line}", err=True)
+    report_bench(summary, out)
 
 
 class _DefaultGroup(click.Group):
@@ -380,17 +409,18 @@ def degrade() -> None:
 @click.option("--workers", type=int, default=1, show_default=True, help="CPU processes.")
 @_friendly
 def degrade_apply(grid_name: str, corpus: str, out: str, workers: int) -> None:
-    """Write degraded copies of CORPUS for every cell of GRID, with a Parquet manifest."""
+    """Write degraded copies of CORPUS for every cell of GRID, with a Parquet manifest.
+
+    Re-running into the same --out keeps files made with the same image and level, adds new
+    cells, and refuses (before any work) where a file would be made from another image or
+    level. Exit code 3 when some cells failed.
+    """
+    from restorelab.app.bench import report_degrade
     from restorelab.degradations.export import MANIFEST_FILE, export_degraded
     from restorelab.degradations.grid import load_grid
 
     summary = export_degraded(corpus, load_grid(grid_name), out, workers=workers)
-    click.echo(
-        f"{summary.written} images written, {summary.skipped} already there, "
-        f"{len(summary.errors)} errors → {Path(out) / MANIFEST_FILE}"
-    )
-    for line in summary.errors[:10]:
-        click.echo(f"  error: {line}", err=True)
+    report_degrade(summary, Path(out) / MANIFEST_FILE)
 
 
 @main.command(name="list")
