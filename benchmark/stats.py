@@ -1231,9 +1231,15 @@ def breakdown_severity(
 
 
 # --- run-folder report -----------------------------------------------------------------------
-def load_run_table(run_dir: str | os.PathLike) -> tuple[pd.DataFrame, dict]:
-    """All result rows of a run folder (failed rows included) and its ``run.json``."""
-    return load_results(run_dir), read_run_info(run_dir)
+def load_run_table(
+    run_dir: str | os.PathLike, *, skip_damaged: bool = False
+) -> tuple[pd.DataFrame, dict]:
+    """All result rows of a run folder (failed rows included) and its ``run.json``.
+
+    A damaged or foreign result part raises :class:`~restorelab.results.DamagedPartsError`
+    naming it, unless ``skip_damaged`` (then it is left out with a warning).
+    """
+    return load_results(run_dir, skip_damaged=skip_damaged), read_run_info(run_dir)
 
 
 def run_fingerprint(run_dir: str | os.PathLike, settings: StatsSettings | None = None) -> str:
@@ -1465,14 +1471,16 @@ def compute_report(
     seed: int | None = None,
     settings: StatsSettings | None = None,
     support: str | None = None,
+    skip_damaged: bool = False,
 ) -> Report:
     """All statistics tables of a run folder (:func:`build_report` on its results).
 
     ``n_boot``, ``seed`` and ``support`` override the fields of ``settings``
     (default :data:`DEFAULT_SETTINGS`). Directions come from the run's ``run.json``.
+    ``skip_damaged`` leaves damaged result parts out (see :func:`load_run_table`).
     """
     settings = make_settings(settings, n_boot=n_boot, seed=seed, support=support)
-    frame, info = load_run_table(run_dir)
+    frame, info = load_run_table(run_dir, skip_damaged=skip_damaged)
     return build_report(
         frame, info, vs=vs, metrics=metrics, threshold=threshold, settings=settings,
         run_dir=str(run_dir),

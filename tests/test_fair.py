@@ -457,3 +457,28 @@ def test_run_fingerprint_follows_results_and_settings(tmp_path: Path) -> None:
     assert run_fingerprint(run, StatsSettings(n_boot=100)) != first
     ResultsStore(run).append(results({"b": [1.0, 2.0]}, [0.0, 0.0]).to_dict("records"))
     assert run_fingerprint(run) != first
+
+
+def test_report_shows_the_run_spec_and_skips_damaged_parts_on_request(
+    photo_folder: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    grid = Grid(name="g", degradations=["gaussian_noise"], severities=[1])
+    run_benchmark(photo_folder, grid, ["identity"], run, progress=False)
+    run_benchmark(photo_folder, grid, ["identity", "tv"], run, progress=False)  # a second part
+    runner = CliRunner()
+    shown = runner.invoke(main, ["report", str(run), "--n-boot", "50"])
+    assert shown.exit_code == 0, shown.output
+    assert shown.stdout.startswith("run spec:\n  corpus: 3 images")
+    assert "restorer tv [" in shown.stdout and "metric psnr ↑" in shown.stdout
+    as_json = runner.invoke(main, ["report", str(run), "--n-boot", "50", "--format", "json"])
+    assert json.loads(as_json.stdout)["spec"]["grid"]["name"] == "g"
+
+    parts = sorted((run / "results").rglob("*.parquet"))
+    assert len(parts) == 2
+    parts[-1].write_bytes(b"not parquet")  # the part holding tv's rows
+    refused = runner.invoke(main, ["report", str(run), "--n-boot", "50"])
+    assert refused.exit_code != 0 and parts[-1].name in refused.output
+    skipped = runner.invoke(main, ["report", str(run), "--n-boot", "50", "--skip-damaged"])
+    assert skipped.exit_code == 0, skipped.output
+    assert "identity" in skipped.stdout and "restorer tv [" in skipped.stdout  # spec still lists it

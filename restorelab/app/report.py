@@ -66,6 +66,11 @@ import click
     default=None,
     help="Write the rendered report to this file instead of stdout.",
 )
+@click.option(
+    "--skip-damaged",
+    is_flag=True,
+    help="Leave damaged or foreign result parts out (named in a warning) instead of stopping.",
+)
 def report_command(
     run_dir: str,
     vs: tuple[tuple[str, str], ...],
@@ -76,12 +81,15 @@ def report_command(
     support: str,
     fmt: str,
     output: str | None,
+    skip_damaged: bool,
 ) -> None:
     """Means with bootstrap CIs on common cells, coverage and failures, paired comparisons
     and breakdown severities of a run."""
     from restorelab.app.cli import _friendly
 
-    _friendly(_report)(run_dir, vs, metrics, thresholds, n_boot, ci, support, fmt, output)
+    _friendly(_report)(
+        run_dir, vs, metrics, thresholds, n_boot, ci, support, fmt, output, skip_damaged
+    )
 
 
 def _report(
@@ -94,6 +102,7 @@ def _report(
     support: str,
     fmt: str,
     output: str | None,
+    skip_damaged: bool,
 ) -> None:
     from restorelab.app.cli import _split_specs
     from restorelab.benchmark.stats import (
@@ -121,9 +130,10 @@ def _report(
         metrics=_split_specs(metrics) if metrics else None,
         threshold=limits or None,
         settings=settings,
+        skip_damaged=skip_damaged,
     )
     paths = report.write(run_dir)
-    text = format_report(report, fmt=fmt)
+    text = with_run_spec(format_report(report, fmt=fmt), run_dir, fmt)
     if output:
         Path(output).write_text(text, encoding="utf-8")
         click.echo(f"wrote {output}", err=True)
@@ -131,3 +141,23 @@ def _report(
         click.echo(text, nl=False)
     folder = Path(run_dir) / "report"
     click.echo(f"tables: {folder}/ ({', '.join(p.name for p in paths.values())})", err=True)
+
+
+def with_run_spec(text: str, run_dir: str, fmt: str) -> str:
+    """The rendered report with the run's spec (what defines its numbers) added: a section
+    at the top of ``text`` and ``markdown``, a ``"spec"`` key in ``json``; ``csv`` unchanged."""
+    import json
+
+    from restorelab.benchmark.runspec import load_run_spec
+
+    spec = load_run_spec(run_dir)
+    if spec is None or fmt == "csv":
+        return text
+    if fmt == "json":
+        data = json.loads(text)
+        data["spec"] = spec.to_dict()
+        return json.dumps(data, indent=2) + "\n"
+    lines = spec.describe()
+    if fmt == "markdown":
+        return "## Run spec\n\n```\n" + "\n".join(lines) + "\n```\n\n" + text
+    return "run spec:\n" + "\n".join("  " + line for line in lines) + "\n\n" + text
