@@ -36,64 +36,9 @@ import time
 from pathlib import Path
 
 import torch
+from sdxl_arch import SDXL_UNET, SDXL_VAE, TINY_UNET, TINY_VAE
 
-#: stabilityai/stable-diffusion-xl-base-1.0, unet/config.json (the keys that differ from
-#: diffusers' UNet2DConditionModel defaults): 2.567 B parameters.
-SDXL_UNET = {
-    "sample_size": 128,
-    "in_channels": 4,
-    "out_channels": 4,
-    "layers_per_block": 2,
-    "block_out_channels": (320, 640, 1280),
-    "down_block_types": ("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-    "up_block_types": ("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-    "attention_head_dim": (5, 10, 20),
-    "transformer_layers_per_block": (1, 2, 10),
-    "cross_attention_dim": 2048,
-    "use_linear_projection": True,
-    "addition_embed_type": "text_time",
-    "addition_time_embed_dim": 256,
-    "projection_class_embeddings_input_dim": 2816,
-    "norm_num_groups": 32,
-}
-#: stabilityai/stable-diffusion-xl-base-1.0, vae/config.json.
-SDXL_VAE = {
-    "in_channels": 3,
-    "out_channels": 3,
-    "latent_channels": 4,
-    "block_out_channels": (128, 256, 512, 512),
-    "down_block_types": ("DownEncoderBlock2D",) * 4,
-    "up_block_types": ("UpDecoderBlock2D",) * 4,
-    "layers_per_block": 2,
-    "sample_size": 1024,
-    "scaling_factor": 0.13025,
-}
 TEXT_DIM, POOLED_DIM = 2048, 1280
-
-#: The tiny model of the CPU check (tests/tiny_sdxl.py's shapes).
-TINY_UNET = {
-    "sample_size": 16,
-    "in_channels": 4,
-    "out_channels": 4,
-    "layers_per_block": 1,
-    "block_out_channels": (32, 64),
-    "down_block_types": ("DownBlock2D", "CrossAttnDownBlock2D"),
-    "up_block_types": ("CrossAttnUpBlock2D", "UpBlock2D"),
-    "attention_head_dim": (2, 4),
-    "transformer_layers_per_block": (1, 1),
-    "cross_attention_dim": 64,
-    "use_linear_projection": True,
-    "addition_embed_type": "text_time",
-    "addition_time_embed_dim": 8,
-    "projection_class_embeddings_input_dim": 6 * 8 + 32,
-}
-TINY_VAE = {
-    "block_out_channels": (32, 64),
-    "down_block_types": ("DownEncoderBlock2D",) * 2,
-    "up_block_types": ("UpDecoderBlock2D",) * 2,
-    "latent_channels": 4,
-    "sample_size": 64,
-}
 
 
 def sync(device: torch.device) -> None:
