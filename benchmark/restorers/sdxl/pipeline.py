@@ -364,13 +364,9 @@ class SDXLRestorationPipeline:
         lora_files = [resolve_lora(s) for s in specs]
         control_path = resolve_controlnet(controlnet) if controlnet else None
         torch_dtype = resolve_dtype(dtype, device)
-        try:
-            pipe = _Img2Img.from_pretrained(base_path, dtype=torch_dtype, local_files_only=True)
-        except (OSError, ValueError) as exc:
-            raise MissingWeightsError(
-                f"SDXL base {base_path} could not be loaded ({type(exc).__name__}: "
-                f"{str(exc).splitlines()[0] if str(exc) else ''}). {_BASE_RECIPE}"
-            ) from exc
+        pipe = load_local(
+            _Img2Img, base_path, torch_dtype, what="SDXL base", recipe=f". {_BASE_RECIPE}"
+        )
         pipe.vae.to(torch.bfloat16 if torch_dtype == torch.bfloat16 else torch.float32)
         for spec, file in zip(specs, lora_files, strict=True):
             try:
@@ -658,19 +654,28 @@ class SDXLRestorationPipeline:
             object.__setattr__(self.pipe, "unet", unet)
 
 
+def load_local(
+    cls: Any, folder: Path, torch_dtype: torch.dtype, *, what: str, recipe: str = ""
+) -> Any:
+    """``cls.from_pretrained(folder)`` from local files only; a folder that does not load
+    raises :class:`MissingWeightsError` naming ``what``, the folder and the first line of why,
+    followed by ``recipe``."""
+    try:
+        return cls.from_pretrained(folder, dtype=torch_dtype, local_files_only=True)
+    except (OSError, ValueError) as exc:
+        first_line = str(exc).splitlines()[0] if str(exc) else ""
+        raise MissingWeightsError(
+            f"{what} {folder} could not be loaded ({type(exc).__name__}: {first_line}){recipe}"
+        ) from exc
+
+
 def _with_controlnet(pipe: Any, folder: Path, torch_dtype: torch.dtype) -> Any:
     """The ControlNet img2img pipeline sharing ``pipe``'s parts, for a tile or Union ControlNet."""
     from diffusers import ControlNetModel, ControlNetUnionModel
 
     union = _controlnet_class(folder) == "ControlNetUnionModel"
     model_cls = ControlNetUnionModel if union else ControlNetModel
-    try:
-        controlnet = model_cls.from_pretrained(folder, dtype=torch_dtype, local_files_only=True)
-    except (OSError, ValueError) as exc:
-        raise MissingWeightsError(
-            f"ControlNet {folder} could not be loaded ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else ''})"
-        ) from exc
+    controlnet = load_local(model_cls, folder, torch_dtype, what="ControlNet")
     if union and controlnet.config.num_control_type <= UNION_TILE_MODE:
         raise ValueError(
             f"ControlNet-Union {folder} has {controlnet.config.num_control_type} control types "
