@@ -73,23 +73,6 @@ def calibrate_command(
     max_side: int | None,
 ) -> None:
     """Mean PSNR/SSIM of degraded vs clean per op × severity (and PSNR-matched levels)."""
-    from restorelab.app.cli import _friendly
-
-    _friendly(_calibrate)(
-        grid_name, corpus, out, matched, tolerance, on_repeat, max_images, max_side
-    )
-
-
-def _calibrate(
-    grid_name: str,
-    corpus: str,
-    out: str,
-    matched: str | None,
-    tolerance: float,
-    on_repeat: str,
-    max_images: int,
-    max_side: int | None,
-) -> None:
     import pandas as pd
     import yaml
 

@@ -447,6 +447,8 @@ from restorelab.app.score import score_command  # noqa: E402
 main.add_command(report_command)
 degrade.add_command(calibrate_command)
 main.add_command(score_command)
+for _command in (report_command, calibrate_command, score_command):
+    _command.callback = _friendly(_command.callback)
 
 from restorelab.app.train import train_lora_command  # noqa: E402  (one module per command)
 

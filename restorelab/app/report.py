@@ -85,25 +85,6 @@ def report_command(
 ) -> None:
     """Means with bootstrap CIs on common cells, coverage and failures, paired comparisons
     and breakdown severities of a run."""
-    from restorelab.app.cli import _friendly
-
-    _friendly(_report)(
-        run_dir, vs, metrics, thresholds, n_boot, ci, support, fmt, output, skip_damaged
-    )
-
-
-def _report(
-    run_dir: str,
-    vs: tuple[tuple[str, str], ...],
-    metrics: str | None,
-    thresholds: tuple[str, ...],
-    n_boot: int | None,
-    ci: float | None,
-    support: str,
-    fmt: str,
-    output: str | None,
-    skip_damaged: bool,
-) -> None:
     from restorelab.app.cli import _split_specs
     from restorelab.benchmark.stats import (
         DEFAULT_SETTINGS,

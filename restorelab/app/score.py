@@ -55,12 +55,6 @@ def score_command(ref: str, dist: str, metrics: str, crop_border: int, as_json: 
     cannot be scored is shown with its reason and left out of the means; the command then
     exits with code 3.
     """
-    from restorelab.app.cli import _friendly
-
-    _friendly(_score)(ref, dist, metrics, crop_border, as_json)
-
-
-def _score(ref: str, dist: str, metrics: str, crop_border: int, as_json: bool) -> None:
     from restorelab.benchmark.scoring import bind_metrics, json_number, score_folders, score_pair
 
     bound = bind_metrics(_split_specs(metrics), crop_border=crop_border, by_label=False)
