@@ -293,7 +293,7 @@ def profile_signals(paths: list[Path], json_path: Path | None = None, repeat: in
         data = path.read_bytes()
         for form in ("jpeg", "png"):
             if form == "png":
-                pixels = pipeline.decode_image(data)
+                pixels = pipeline.decode(data, path.name).pixels
                 data_form = pipeline.encode_png(pixels)
             else:
                 data_form = data
