@@ -285,7 +285,7 @@ def profile_signals(paths: list[Path], json_path: Path | None = None, repeat: in
     from restorelab.curation import pipeline, provenance, signals
     from restorelab.curation.dedup import fingerprint, working_copy
     from restorelab.curation.selection import embed
-    from restorelab.imageio import decode_image_info, pixel_hash
+    from restorelab.imageio import pixel_hash
 
     cv2.setNumThreads(1)
     rows = []
@@ -308,10 +308,7 @@ def profile_signals(paths: list[Path], json_path: Path | None = None, repeat: in
                 timings[name] = best
                 return value
 
-            if form == "jpeg":
-                decoded = timed("decode", pipeline._decode_plain_jpeg, data_form, 10**9)
-            else:
-                decoded = timed("decode", decode_image_info, data_form)
+            decoded = timed("decode", pipeline.decode, data_form, path.name, 10**9)
             pixels = decoded.pixels
             y8 = timed("luma", signals.luma, pixels)
             yf = y8.astype("float32")

@@ -1129,7 +1129,7 @@ def _analyse_shard(
     mine = (item for k, item in enumerate(items) if k % world == rank)
     cache = AnalysisCache(cache_path)
     try:
-        with keep_freed_memory():
+        with keep_freed_memory(threads=True):
             records = list(_analysed(mine, cache, config, progress))
     finally:
         cache.close()
@@ -1163,7 +1163,7 @@ def _run(
         stages[name] = round(now - clock, 3)
         clock = now
 
-    with keep_freed_memory():
+    with keep_freed_memory(threads=True):
         ahead = _png_while_analysing(cache, config, total)
         records = list(_analysed(items, cache, config, progress, total, ahead))
     lap("analyse")
@@ -1201,9 +1201,10 @@ def _run(
     lap("captions")
     result.shortfall = _select(records, config)
     lap("selection")
-    exported = _export_all(
-        [r for r in records if r.reason is None], cache, staging, out, config, progress
-    )
+    with keep_freed_memory(threads=True):
+        exported = _export_all(
+            [r for r in records if r.reason is None], cache, staging, out, config, progress
+        )
     kept_rows, rejected_rows = [], []
     for record in records:
         if record.reason is None:
