@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import hashlib
+import heapq
 import io
 import json
 import os
@@ -102,8 +103,10 @@ class CurationResult:
 
 
 #: Inputs listed ahead per analysis thread, the largest of which starts next (see
-#: :func:`_analysed`).
-LOOKAHEAD = 8
+#: :func:`_analysed`); listing also stops while the listed inputs that hold their bytes in
+#: memory (archive members, downloads, rows) hold more than :data:`LOOKAHEAD_BYTES`.
+LOOKAHEAD = 32
+LOOKAHEAD_BYTES = 256 * 2**20
 
 #: Analysis failures that say nothing about the image (memory, time): never cached.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (MemoryError, TimeoutError)
@@ -382,6 +385,51 @@ def _reason_kind(reason: str) -> str:
     return reason.split(":", 1)[0]
 
 
+class _LargestFirst:
+    """Inputs listed but not started yet: :meth:`pop` gives the largest, unless the oldest
+    has waited while ``patience`` newer inputs were listed (then the oldest), so that every
+    input starts within a bounded distance of its place and records can be returned in
+    input order with little held back. O(log n) per input."""
+
+    def __init__(self, patience: int) -> None:
+        self.patience = patience
+        self._heap: list[tuple[int, int, Any]] = []
+        self._order: deque[tuple[int, Any]] = deque()
+        self._taken: set[int] = set()
+        self._newest = -1
+        self.count = 0
+        #: bytes of the waiting inputs that hold their data in memory
+        self.memory_bytes = 0
+
+    def add(self, index: int, size: int, entry: Any, in_memory: bool = False) -> None:
+        held = size if in_memory else 0
+        heapq.heappush(self._heap, (-size, index, (entry, held)))
+        self._order.append((index, (entry, held)))
+        self._newest = max(self._newest, index)
+        self.count += 1
+        self.memory_bytes += held
+
+    def _discard_taken(self) -> None:
+        while self._order and self._order[0][0] in self._taken:
+            self._taken.discard(self._order.popleft()[0])
+        while self._heap and self._heap[0][1] in self._taken:
+            self._taken.discard(heapq.heappop(self._heap)[1])
+
+    def pop(self) -> Any:
+        self._discard_taken()
+        if self._order[0][0] <= self._newest - self.patience:
+            index, (entry, held) = self._order.popleft()
+        else:
+            _, index, (entry, held) = heapq.heappop(self._heap)
+        self._taken.add(index)
+        self.count -= 1
+        self.memory_bytes -= held
+        return entry
+
+    def __len__(self) -> int:
+        return self.count
+
+
 def _size_hint(item: SourceItem) -> int:
     """The encoded size of ``item`` in bytes without reading it (0 when unknown)."""
     if item.data is not None:
@@ -444,8 +492,8 @@ def _analysed(
     #: every record not yet yielded, in input order; ``settled``: the indices of those done
     pending: deque[_Record] = deque()
     settled: set[int] = set()
-    #: listed, not started: (record, item, size), in input order
-    waiting: list[tuple[_Record, SourceItem, int]] = []
+    #: listed, not started: (record, item)
+    waiting = _LargestFirst(patience=2 * lookahead)
     running: dict[Future, list[tuple[_Record, bool]]] = {}
     this_run: dict[str, Future | dict] = {}
     bar = tqdm(desc="analyse", unit="img", total=total, disable=not progress)
@@ -516,14 +564,6 @@ def _analysed(
             running[future] = [(record, True)]
             this_run[record.sha] = future
 
-    def next_to_start() -> int:
-        """Index in ``waiting`` of the input to start: the largest, unless the oldest has
-        waited for two look-ahead windows."""
-        newest = waiting[-1][0].index
-        if waiting[0][0].index <= newest - 2 * lookahead:
-            return 0
-        return max(range(len(waiting)), key=lambda k: (waiting[k][2], -k))
-
     def ready() -> Iterator[_Record]:
         while pending and pending[0].index in settled:
             settled.discard(pending[0].index)
@@ -550,19 +590,23 @@ def _analysed(
             record.caption_source = "source"
             record.caption_origin = item.caption_from or "sidecar"
         pending.append(record)
-        waiting.append((record, item, _size_hint(item)))
+        waiting.add(index, _size_hint(item), (record, item), in_memory=item.data is not None)
 
     try:
         while True:
             while waiting and len(running) < max_running:
-                record, item, _ = waiting.pop(next_to_start())
+                record, item = waiting.pop()
                 start(record, item)
             yield from ready()
             if not exhausted and len(running) < max_running:
                 list_one()  # a thread is free: start the next input now
                 continue
             # the threads are busy: list ahead, to start the largest next
-            while not exhausted and len(waiting) < lookahead:
+            while (
+                not exhausted
+                and len(waiting) < lookahead
+                and waiting.memory_bytes < LOOKAHEAD_BYTES
+            ):
                 list_one()
             if not running:
                 if exhausted and not waiting:

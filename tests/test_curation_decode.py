@@ -279,3 +279,18 @@ def test_pngs_are_written_during_the_analysis_only_when_most_images_are_kept(
             pixels = decode_image_info(src / "rgba.png").pixels
             assert written.read_bytes() == pipeline.encode_png(pixels)
         cache.close()
+
+
+def test_largest_first_order_with_bounded_wait() -> None:
+    """The largest waiting input comes first; one that waited while ``patience`` newer
+    inputs were listed comes before any larger one; every input comes out once."""
+    queue = pipeline._LargestFirst(patience=4)
+    for index, size in enumerate([5, 1, 9, 3]):
+        queue.add(index, size, index)
+    assert [queue.pop(), queue.pop()] == [2, 0]
+    queue.add(4, 2, 4)
+    queue.add(5, 50, 5, in_memory=True)
+    assert queue.memory_bytes == 50
+    assert queue.pop() == 1  # listed at 1, newest is 5: it has waited long enough
+    assert [queue.pop(), queue.pop(), queue.pop()] == [5, 3, 4]
+    assert len(queue) == 0 and queue.memory_bytes == 0
