@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import hashlib
 import heapq
 import io
@@ -447,7 +448,7 @@ def _analysed(
     cache: AnalysisCache,
     config: CurationConfig,
     progress: bool,
-    total: int | None = None,
+    total: int | Future | None = None,
     with_pixels: Callable[[dict, np.ndarray], None] | None = None,
 ) -> Iterator[_Record]:
     """Analysis records in input order, from the cache or a bounded pool of threads.
@@ -496,7 +497,12 @@ def _analysed(
     waiting = _LargestFirst(patience=2 * lookahead)
     running: dict[Future, list[tuple[_Record, bool]]] = {}
     this_run: dict[str, Future | dict] = {}
-    bar = tqdm(desc="analyse", unit="img", total=total, disable=not progress)
+    bar = tqdm(
+        desc="analyse",
+        unit="img",
+        total=None if isinstance(total, Future) else total,
+        disable=not progress,
+    )
 
     def run(data: bytes, source: str) -> dict:
         try:
@@ -598,6 +604,9 @@ def _analysed(
                 record, item = waiting.pop()
                 start(record, item)
             yield from ready()
+            if isinstance(total, Future) and total.done():
+                bar.total, total = total.result(), None  # counted in the background
+                bar.refresh()
             if not exhausted and len(running) < max_running:
                 list_one()  # a thread is free: start the next input now
                 continue
@@ -951,7 +960,7 @@ def _write_png(path: Path, pixels: np.ndarray) -> None:
 
 
 def _png_while_analysing(
-    cache: AnalysisCache, config: CurationConfig, total: int | None
+    cache: AnalysisCache, config: CurationConfig, total: int | Future | None
 ) -> Callable[[dict, np.ndarray], None] | None:
     """The analysis hook that writes the export PNG of an image that will probably be kept,
     from the analysis's own decode; None when most images will be dropped.
@@ -963,16 +972,23 @@ def _png_while_analysing(
     The keep decision is not known yet (duplicates are grouped over all images), so this
     is done only for images that pass the per-image filters, and only in runs that keep
     most of what passes: without a ``target``, or with a target of at least half the
-    inputs. A PNG written for an image that is dropped in the end stays in the cache
-    (``exports/``, by pixel hash), where a later run that keeps the image finds it.
+    inputs (``total``: their number, or the future of the count that runs beside the
+    analysis; nothing is written ahead while it is unknown). A PNG written for an image
+    that is dropped in the end stays in the cache (``exports/``, by pixel hash), where a
+    later run that keeps the image finds it.
     """
-    if config.target is not None and (total is None or 2 * config.target < total):
+    target = config.target
+    if target is not None and (total is None or (isinstance(total, int) and 2 * target < total)):
         return None
     thresholds = config.active_filters()
 
     def write(analysis: dict, pixels: np.ndarray) -> None:
         if analysis.get("plain_rgb"):
             return
+        if target is not None and isinstance(total, Future):  # counted beside the analysis
+            count = total.result() if total.done() else None
+            if count is None or 2 * target < count:
+                return
         for name, threshold in thresholds.items():
             if FILTERS.get(name).check(analysis["signals"], threshold):
                 return
@@ -1128,11 +1144,9 @@ def curate(
         for other in merge_caches:
             cache.merge_from(other)
         try:
-            total = (
-                count_sources(sources, exclude=exclude, split=config.split) if progress else None
-            )
+            count = functools.partial(count_sources, sources, exclude=exclude, split=config.split)
             result = _run(
-                sources, items, out, staging, cache, config, captioner, progress, total, stats
+                sources, items, out, staging, cache, config, captioner, progress, count, stats
             )
             result.out_dir = out
             result.sources = stats.as_dict()
@@ -1194,10 +1208,15 @@ def _run(
     config: CurationConfig,
     captioner: Any,
     progress: bool,
-    total: int | None,
+    count: Callable[[], int | None],
     stats: SourceStats,
 ) -> CurationResult:
-    """Analyse, filter, de-duplicate, caption, select and export into ``staging``."""
+    """Analyse, filter, de-duplicate, caption, select and export into ``staging``.
+
+    ``count()`` (the number of inputs, for the progress bar and :func:`_png_while_analysing`)
+    runs on a thread beside the analysis, not before it: listing a large pool takes seconds
+    that the analysis threads need not wait for.
+    """
     stages: dict[str, float] = {}
     clock = time.perf_counter()
 
@@ -1207,7 +1226,10 @@ def _run(
         stages[name] = round(now - clock, 3)
         clock = now
 
-    with keep_freed_memory(threads=True):
+    with keep_freed_memory(threads=True):  # before any thread starts (see its docstring)
+        counter = ThreadPoolExecutor(1, thread_name_prefix="count")
+        total = counter.submit(count)
+        counter.shutdown(wait=False)
         ahead = _png_while_analysing(cache, config, total)
         records = list(_analysed(items, cache, config, progress, total, ahead))
     lap("analyse")

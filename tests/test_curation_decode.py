@@ -9,6 +9,7 @@ import struct
 import threading
 import time
 import zlib
+from concurrent.futures import Future
 from pathlib import Path
 
 import numpy as np
@@ -253,11 +254,18 @@ def test_curated_output_is_the_same_for_one_and_two_workers_and_png_ahead(
     assert [r["file_name"] for r in target_rows] == [r["file_name"] for r in rows]
 
 
+def _counted(count: int) -> Future:
+    future: Future = Future()
+    future.set_result(count)
+    return future
+
+
 def test_pngs_are_written_during_the_analysis_only_when_most_images_are_kept(
     tmp_path: Path,
 ) -> None:
     """Without a target the export PNG of an image that passes the filters is in the cache
-    when the analysis ends; with a target far below the inputs, none is written early."""
+    when the analysis ends; with a target far below the inputs (counted before or beside
+    the analysis), or while the count is unknown, none is written early."""
     from restorelab.curation.cache import AnalysisCache
 
     src = tmp_path / "src"
@@ -269,8 +277,11 @@ def test_pngs_are_written_during_the_analysis_only_when_most_images_are_kept(
         (CurationConfig(filters=SMALL, target=1), 1, True),
         (CurationConfig(filters=SMALL, target=1), 10, False),
         (CurationConfig(filters={"min_side": 10_000}, target=None), None, False),
+        (CurationConfig(filters=SMALL, target=1), _counted(1), True),
+        (CurationConfig(filters=SMALL, target=1), _counted(10), False),
+        (CurationConfig(filters=SMALL, target=1), Future(), False),  # not counted yet
     ):
-        cache = AnalysisCache(tmp_path / f"cache-{config.target}-{total}-{expected}")
+        cache = AnalysisCache(tmp_path / f"cache-{id(total)}-{expected}")
         ahead = pipeline._png_while_analysing(cache, config, total)
         (record,) = pipeline._analysed(items, cache, config, False, total, ahead)
         written = cache.export_path(record.analysis["pixel_hash"])
