@@ -206,8 +206,8 @@ def _decode_png(data: bytes, max_pixels: int) -> DecodedImage | None:
     - ``I;16`` / ``I`` (16-bit grey): scaled to 8 bits as ``_to_rgb`` scales them.
 
     Grey or RGB PNGs with a colour-key transparency, PNGs with an EXIF chunk (orientation),
-    anything else Pillow reads differently, and damaged files return None and go through
-    Pillow, which also words the errors.
+    animated PNGs, anything else Pillow reads differently, and damaged files return None and
+    go through Pillow, which also words the errors. Neither applies gamma or ICC profiles.
     """
     if data[:8] != b"\x89PNG\r\n\x1a\n" or len(data) < 33 or data[12:16] != b"IHDR":
         return None
@@ -219,7 +219,7 @@ def _decode_png(data: bytes, max_pixels: int) -> DecodedImage | None:
             transparent = img.info.get("transparency") is not None
     except Exception:
         return None
-    if width * height > max_pixels or b"eXIf" in data:
+    if width * height > max_pixels or b"eXIf" in data or b"acTL" in data:
         return None
     buffer = np.frombuffer(data, np.uint8)
     if mode in ("1", "L", "P", "RGB") and not transparent:

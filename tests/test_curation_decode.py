@@ -34,13 +34,17 @@ def _chunk(kind: bytes, body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
 
-def _raw_png(rows: list[bytes], width: int, height: int, depth: int, colour: int) -> bytes:
-    """A PNG written by hand (forms Pillow does not write: 2/4-bit grey, 16-bit grey+alpha)."""
+def _raw_png(
+    rows: list[bytes], width: int, height: int, depth: int, colour: int, extra: bytes = b""
+) -> bytes:
+    """A PNG written by hand (forms Pillow does not write: 2/4-bit grey, 16-bit grey+alpha,
+    ancillary chunks ``extra`` such as gAMA or sBIT before the pixels)."""
     header = struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, 0)
     pixels = zlib.compress(b"".join(b"\x00" + row for row in rows))
     return (
         b"\x89PNG\r\n\x1a\n"
         + _chunk(b"IHDR", header)
+        + extra
         + _chunk(b"IDAT", pixels)
         + _chunk(b"IEND", b"")
     )
@@ -94,6 +98,16 @@ def _png_forms() -> dict[str, bytes]:
         "2-bit grey": _raw_png(
             _packed_grey(rng.integers(0, 4, (height, width)), 2), width, height, 2, 0
         ),
+        "RGB with gAMA, sBIT and cHRM chunks": _raw_png(
+            [row.tobytes() for row in photo],
+            width,
+            height,
+            8,
+            2,
+            _chunk(b"gAMA", struct.pack(">I", 45455))
+            + _chunk(b"sBIT", bytes([5, 6, 5]))
+            + _chunk(b"cHRM", struct.pack(">8I", *[31270, 32900, 64000, 33000] * 2)),
+        ),
         "4-bit grey": _raw_png(
             _packed_grey(rng.integers(0, 16, (height, width)), 4), width, height, 4, 0
         ),
@@ -117,8 +131,8 @@ def test_png_forms_decode_through_opencv_with_pillows_pixels(form: str) -> None:
 
 
 def test_png_forms_opencv_would_read_differently_are_left_to_pillow() -> None:
-    """Colour-key transparency (grey, RGB), an EXIF chunk, too many pixels and other
-    formats return None; :func:`pipeline.decode` still gives the reference pixels."""
+    """Colour-key transparency (grey, RGB), an EXIF chunk, animation, too many pixels and
+    other formats return None; :func:`pipeline.decode` still gives the reference pixels."""
     photo = Image.fromarray(data.coffee()[:40, :50])
     exif = Image.Exif()
     exif[0x0112] = 6
@@ -126,6 +140,9 @@ def test_png_forms_opencv_would_read_differently_are_left_to_pillow() -> None:
         _png(photo.convert("L"), transparency=0),
         _png(photo, transparency=(1, 2, 3)),
         _png(photo, exif=exif.tobytes()),
+        _png(
+            photo, save_all=True, append_images=[photo.transpose(Image.Transpose.FLIP_TOP_BOTTOM)]
+        ),
     ]
     for payload in payloads:
         assert pipeline._decode_png(payload, 10**9) is None
