@@ -322,3 +322,25 @@ def test_largest_first_order_with_bounded_wait() -> None:
     assert queue.pop() == 1  # listed at 1, newest is 5: it has waited long enough
     assert [queue.pop(), queue.pop(), queue.pop()] == [5, 3, 4]
     assert len(queue) == 0 and queue.memory_bytes == 0
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 7), (300, 1), (257, 131), (129, 64)])
+def test_exported_png_is_lossless_and_the_same_with_threads(shape: tuple[int, int]) -> None:
+    """The export's PNG decodes to the same pixels in Pillow and OpenCV, whatever the size
+    against the strip height, and has the same bytes when its strips are compressed on
+    threads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import cv2
+
+    rng = np.random.default_rng(3)
+    pixels = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
+    pixels[: shape[0] // 2] //= 7  # some runs of small differences too
+    encoded = pipeline.encode_png(pixels)
+    with ThreadPoolExecutor(3) as pool:
+        assert pipeline.encode_png(pixels, pool) == encoded
+    with Image.open(io.BytesIO(encoded)) as image:
+        assert image.mode == "RGB" and not image.info.get("transparency")
+        assert np.array_equal(np.asarray(image), pixels)
+    opened = cv2.imdecode(np.frombuffer(encoded, np.uint8), cv2.IMREAD_COLOR_RGB)
+    assert np.array_equal(opened, pixels)
