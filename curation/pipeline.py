@@ -975,10 +975,10 @@ def encode_png(pixels: np.ndarray, pool: ThreadPoolExecutor | None = None) -> by
     8-bit RGB, the SUB filter on every row, zlib with Huffman coding only, no metadata: the
     same pixels always give the same bytes. The rows are compressed in strips of
     :data:`PNG_STRIP_ROWS`, on ``pool``'s threads when given (the bytes do not depend on
-    it). On the mate-backgrounds photos (4-18 MP) that is 5-20x faster than Pillow's
+    it). On the mate-backgrounds photos (4-18 MP) that is 6-17x faster than Pillow's
     default (level 6, adaptive filters) for files 11-47 % larger (flat renders: about 2x
-    larger), and about 40 % less CPU than OpenCV's encoder with the same settings; see
-    docs/PERFORMANCE.md, "Curation".
+    larger), and 5-20 % less CPU than OpenCV's encoder with the same settings (the same
+    size within 0.5 %); see docs/PERFORMANCE.md, "Curation".
     """
     return b"".join(_png_parts(pixels, pool))
 
