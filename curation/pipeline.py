@@ -498,7 +498,11 @@ def _analysed(
     #: listed, not started: (record, item)
     waiting = _LargestFirst(patience=2 * lookahead)
     running: dict[Future, list[tuple[_Record, bool]]] = {}
-    this_run: dict[str, Future | dict] = {}
+    # files analysed in this run: in flight (sha -> future), finished (first 64 bits of the
+    # sha, so that a 100,000-image run holds 9 MB here and no analyses; a later identical
+    # file takes the analysis from the cache, and a prefix collision only costs a re-analysis)
+    this_run: dict[str, Future] = {}
+    done_this_run: set[int] = set()
     bar = tqdm(
         desc="analyse",
         unit="img",
@@ -530,11 +534,10 @@ def _analysed(
         analysis = future.result()
         for record, owner in running.pop(future):
             if owner:
-                if analysis.get("transient"):
-                    this_run.pop(record.sha, None)
-                else:
+                this_run.pop(record.sha, None)
+                if not analysis.get("transient"):
                     cache.put(record.sha, analysis)
-                    this_run[record.sha] = analysis
+                    done_this_run.add(int(record.sha[:16], 16))
             settle(record, analysis)
 
     def start(record: _Record, item: SourceItem) -> None:
@@ -549,23 +552,22 @@ def _analysed(
         if record.path is None:
             cache.put_blob(record.sha, data)
             record.from_blob = True
+        key = int(record.sha[:16], 16)
         earlier = this_run.get(record.sha)
         cached = cache.get(record.sha) if earlier is None else None
-        if isinstance(earlier, Future):
+        if earlier is not None:
             running[earlier].append((record, False))
-        elif earlier is not None:
-            settle(record, earlier)
         elif cached is not None and (
             not want_faces or cached.get("faces") is not None or cached.get("error")
         ):
-            record.cache_hit = True
-            this_run[record.sha] = cached
+            record.cache_hit = key not in done_this_run
+            done_this_run.add(key)
             settle(record, cached)
         elif pool is None:
             analysis = run(data, item.source)
             if not analysis.get("transient"):
                 cache.put(record.sha, analysis)
-                this_run[record.sha] = analysis
+                done_this_run.add(key)
             settle(record, analysis)
         else:
             future = pool.submit(run, data, item.source)
