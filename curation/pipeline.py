@@ -1033,7 +1033,9 @@ def _png_while_analysing(
         for name, threshold in thresholds.items():
             if FILTERS.get(name).check(analysis["signals"], threshold):
                 return
-        with contextlib.suppress(OSError):  # the export tries again and reports it
+        # ahead of time only: a failure here must not fail the analysis; the export tries
+        # again and reports it
+        with contextlib.suppress(Exception):
             _write_png(cache.export_path(analysis["pixel_hash"]), pixels)
 
     return write
