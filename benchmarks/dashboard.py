@@ -56,7 +56,11 @@ def build_run(folder: Path, rows: int, images_saved: int, seed: int = 0) -> Path
     """Write the synthetic run (and its corpus) under ``folder``; returns the run folder."""
     import numpy as np
     import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
     from PIL import Image
+
+    from restorelab.results import RESULTS_SCHEMA
 
     rng = np.random.default_rng(seed)
     cells = _cells()
@@ -99,12 +103,16 @@ def build_run(folder: Path, rows: int, images_saved: int, seed: int = 0) -> Path
             "width": 64,
             "seconds": rng.uniform(0.01, 2.0, len(keys)),
             "peak_rss_mb": 900.0,
+            "peak_rss_delta_mb": 50.0,
+            "cuda_peak_mb": np.nan,
+            "image_hash": keys["image_id"],
             "restored_file": "",
             "thumb_file": "",
             "degraded_file": "",
             "degraded_thumb_file": "",
             "psnr": psnr,
             "ssim": ssim,
+            "metric_labels": json.dumps(["psnr", "ssim"]),
             "error": "",
             "input_psnr": input_psnr,
             "input_ssim": input_ssim,
@@ -124,8 +132,11 @@ def build_run(folder: Path, rows: int, images_saved: int, seed: int = 0) -> Path
         ).as_posix()
         thumb = (rel.parent / "thumbs" / f"{rel.name}.jpg").as_posix()
         frame.iat[index, frame.columns.get_loc("thumb_file")] = thumb
+    # parts exactly as the runner's store writes them: its declared, tagged Arrow schema
+    schema = RESULTS_SCHEMA.arrow(["psnr", "ssim"])
     for part, chunk in enumerate(np.array_split(np.arange(len(frame)), 20)):
-        frame.iloc[chunk].to_parquet(run / "results" / f"part-20260101T000000-1-{part:05d}.parquet")
+        table = pa.Table.from_pandas(frame.iloc[chunk], schema=schema, preserve_index=False)
+        pq.write_table(table, run / "results" / f"part-20260101T000000-1-{part:05d}.parquet")
     info = {
         "format": "restorelab-run/1",
         "corpus": str(corpus.resolve()),
