@@ -510,3 +510,55 @@ def test_cli_dashboard_serves_several_runs(root: Path) -> None:
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=20)
+
+
+#: Modules the first page must not load: each costs 0.3–1.5 s of a cold start (torch through
+#: the restorer/metric registries and the degradation zoo, scipy through the paired tests).
+HEAVY = (
+    "torch",
+    "scipy",
+    "skimage",
+    "restorelab.degradations",
+    "restorelab.benchmark.metrics",
+    "restorelab.benchmark.restorers",
+    "restorelab.benchmark.runner",
+)
+
+
+def test_first_page_imports_nothing_heavy(run_a: Path) -> None:
+    """A fresh process that draws the leaderboard loads none of :data:`HEAVY` (they are
+    imported by the pages and functions that need them), so a cold start stays fast."""
+    script = f"""
+import os, sys, json
+os.environ["RESTORELAB_RUN_DIRS"] = {str(run_a)!r}
+import restorelab.benchmark.stats, restorelab.dashboard.data, restorelab.dashboard.ui
+after_import = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "scipy", "skimage")
+                      or m.startswith(("restorelab.degradations", "restorelab.benchmark.")))
+from streamlit.testing.v1 import AppTest
+app = AppTest.from_file({str(APP)!r}, default_timeout=120).run()
+assert not app.exception and not app.error, [e.value for e in [*app.exception, *app.error]]
+assert app.title[0].value == "Leaderboard" and len(app.dataframe) == {len(METRICS)}
+print(json.dumps({{"import": after_import, "page": sorted(sys.modules)}}))
+"""
+    env = {k: v for k, v in os.environ.items() if k != "RESTORELAB_RUN_DIR"}
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    loaded = json.loads(done.stdout.strip().splitlines()[-1])
+    assert loaded["import"] == ["restorelab.benchmark.stats"], loaded["import"]
+    heavy = [m for m in loaded["page"] if any(m == h or m.startswith(h + ".") for h in HEAVY)]
+    assert not heavy, f"the first page imported {heavy[:8]}"
+
+
+def test_benchmark_package_names_load_on_first_use() -> None:
+    """``restorelab.benchmark`` exports its names lazily: each resolves to its submodule's."""
+    import restorelab.benchmark as benchmark
+    from restorelab.benchmark.restorers import create_restorer
+    from restorelab.benchmark.runner import run_benchmark as runner_run_benchmark
+
+    assert benchmark.create_restorer is create_restorer
+    assert benchmark.run_benchmark is runner_run_benchmark
+    assert set(benchmark.__all__) <= set(dir(benchmark))
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        benchmark.nope  # noqa: B018
