@@ -22,7 +22,16 @@ _LAZY = {
     "run_benchmark_pairs": "runner",
 }
 
-__all__ = sorted(_LAZY)
+__all__ = [
+    "BenchmarkSummary",
+    "Restorer",
+    "create_metric",
+    "create_restorer",
+    "list_metrics",
+    "list_restorers",
+    "run_benchmark",
+    "run_benchmark_pairs",
+]
 
 if TYPE_CHECKING:
     from restorelab.benchmark.metrics import create_metric, list_metrics
