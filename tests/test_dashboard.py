@@ -559,6 +559,35 @@ def test_benchmark_package_names_load_on_first_use() -> None:
 
     assert benchmark.create_restorer is create_restorer
     assert benchmark.run_benchmark is runner_run_benchmark
+    assert sorted(benchmark.__all__) == sorted(benchmark._LAZY)
     assert set(benchmark.__all__) <= set(dir(benchmark))
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         benchmark.nope  # noqa: B018
+
+
+def test_warm_up_fills_the_first_pages_caches(run_a: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the server computes before the first visit (``ui.warm_up``) is what the
+    leaderboard reads: its first run then loads and bootstraps nothing again."""
+    import streamlit as st
+
+    from restorelab.dashboard import ui
+
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    calls = {"load_run_data": 0, "leaderboard_tables": 0}
+    for name in calls:
+        real = getattr(data, name)
+
+        def counted(*args, _real=real, _name=name, **kwargs):
+            calls[_name] += 1
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(data, name, counted)
+    ui.warm_up([str(run_a)])
+    assert calls == {"load_run_data": 1, "leaderboard_tables": 1}
+    app = _app(monkeypatch, run_a)
+    _clean(app)
+    assert calls == {"load_run_data": 1, "leaderboard_tables": 1}
+    assert len(app.dataframe) == len(METRICS)
+    st.cache_data.clear()
+    st.cache_resource.clear()
