@@ -193,6 +193,28 @@ def warm_up(paths: list[str]) -> None:
         leaderboard(ctx, default_selection(ctx))
 
 
+def run_tables(run: data.RunData) -> dict:
+    """Run info's tables of one run (cached per run fingerprint): ``images``, ``restorers``,
+    ``timing`` (:func:`data.timing_table`), ``coverage`` and ``failures`` (the report's
+    :func:`~restorelab.benchmark.stats.coverage` / ``failures``; coverage None without rows)."""
+    return _run_tables(str(run.path), data.run_fingerprint(run.path), run)
+
+
+@st.cache_resource(max_entries=32, show_spinner=False)
+def _run_tables(path: str, fingerprint: str, _run: data.RunData) -> dict:
+    from restorelab.benchmark import stats
+
+    everything = pd.concat([_run.frame, _run.errors], ignore_index=True)
+    rows = not _run.frame.empty
+    return {
+        "images": _run.frame["image_id"].nunique() if rows else 0,
+        "restorers": _run.frame["restorer"].nunique() if rows else 0,
+        "timing": data.timing_table(everything),
+        "coverage": stats.coverage(everything) if not everything.empty else None,
+        "failures": stats.failures(everything) if not _run.errors.empty else None,
+    }
+
+
 @st.cache_resource(max_entries=16, show_spinner=False)
 def _compared(key: str, _frame: pd.DataFrame) -> list[str]:
     from restorelab.benchmark.stats import compared_restorers
