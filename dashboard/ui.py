@@ -239,6 +239,17 @@ def cell_filter(ctx: Context) -> tuple[tuple[str, ...], tuple[int, ...]]:
     return tuple(chosen_d), tuple(chosen_s)
 
 
+def has_extreme_levels(ctx: Context) -> bool:
+    """Whether the open runs have a cell at an extreme level (:data:`data.EXTREME_FROM`+)."""
+    return _has_extreme(ctx.key, ctx.frame)
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def _has_extreme(key: str, _frame: pd.DataFrame) -> bool:
+    cells = _frame[["degradation", "severity"]].drop_duplicates()
+    return not data.extreme_rows(cells).empty
+
+
 def default_selection(ctx: Context) -> tuple[tuple[str, ...], tuple[int, ...]]:
     """Every degradation (natural order) and every severity of the open runs: the filter a
     page opens with."""
@@ -455,14 +466,13 @@ def save_images_hint(run: data.RunData, restorer: str) -> str:
     )
 
 
-def show_image(
-    image: np.ndarray | None, caption: str, missing: str = "not available", max_width: int = 360
-) -> None:
-    """An image with a caption (at most ``max_width`` px wide), or a note in its place."""
+def show_image(image: np.ndarray | None, caption: str, missing: str = "not available") -> None:
+    """An image with a caption, fitted to its column (small images at their own size, never
+    wider than the column), or a note in its place."""
     if image is None:
         st.caption(f"{caption}: {missing}")
     else:
-        st.image(image, caption=caption, width=int(min(max_width, max(image.shape[1], 160))))
+        st.image(image, caption=caption, width="stretch" if image.shape[1] >= 160 else "content")
 
 
 def default_restorer(restorers: list[str]) -> int:

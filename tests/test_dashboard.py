@@ -310,6 +310,18 @@ def test_page_breakdown(run_a: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     shown = table[(table["restorer"] == "identity") & (table["degradation"] == row["degradation"])]
     assert shown["psnr breaks at"].iloc[0] == str(row["breaks_at"])
     assert shown["psnr reason"].iloc[0] == row["reason"] and row["reason"].startswith("no gain")
+    # a restorer that breaks: its frontier's cells are outlined on the map, under the labels
+    app.selectbox(key="map_restorer").set_value("identity").run()
+    _clean(app)
+    spec = json.loads(app.get("vega_lite_chart")[0].proto.spec)
+    marks = [layer["mark"] for layer in spec["layer"]]
+    marks = [m if isinstance(m, dict) else {"type": m} for m in marks]
+    assert [m["type"] for m in marks] == ["rect", "rect", "line", "text"]
+    assert marks[1].get("filled") is False and marks[1].get("stroke") == "black"
+    gains = data.gain_map(
+        frame, ("gaussian_blur", "gaussian_noise"), "identity", "psnr", directions
+    )
+    assert len(data.frontier(gains).dropna()) == gains["level_a"].nunique()
 
 
 def test_page_breakdown_without_a_crossed_grid(
@@ -349,6 +361,28 @@ def test_page_failures(run_a: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     app.number_input(key="fail_k").set_value(2).run()
     _clean(app)
     assert len(app.dataframe[0].value) == 2
+
+
+def test_failures_link_on_a_run_without_extreme_levels(
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a run of mild levels only, the leaderboard's links open the worst images over all
+    cells (not an empty "extreme levels" page), and an old extreme link says so."""
+    grid = Grid(name="mild", degradations=["gaussian_noise"], severities=[2], seeds=[0])
+    run_benchmark(root / "corpus", grid, ["identity"], tmp_path / "mild", progress=False)
+    app = _app(monkeypatch, tmp_path / "mild")
+    _clean(app)
+    assert any("no extreme levels" in m.value for m in app.markdown)
+    from streamlit.testing.v1 import AppTest
+
+    app = AppTest.from_file(str(APP), default_timeout=120)
+    app.query_params["cells"] = "extreme"
+    app.run()
+    app.switch_page("views/failures.py").run()
+    _clean(app)
+    assert "no cells at the extreme levels" in app.info[0].value
+    assert app.selectbox[1].value == "all cells"
+    assert len(app.dataframe[0].value) == 3  # the three images of the one cell
 
 
 def test_page_failures_without_saved_images(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:

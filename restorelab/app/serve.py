@@ -60,6 +60,8 @@ def streamlit_command(
         "true",
         "--browser.gatherUsageStats",
         "false",
+        "--client.toolbarMode",
+        "viewer",  # no "Deploy" button (an online service): this is a local, offline tool
         "--",
         *_dirs(run_dirs),
     ]
