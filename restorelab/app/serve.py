@@ -7,7 +7,7 @@ SIGTERM are forwarded from the parent, which waits for it and stops it on exit.
 
 The server is ``python -m restorelab.app.serve run APP ...`` (:func:`server_main`): Streamlit's
 own command line, plus a background thread that computes the first page's tables into the
-dashboard's caches while the server starts and the browser loads its scripts
+dashboard's caches as soon as the server is up, while the browser loads its scripts
 (:func:`restorelab.dashboard.ui.warm_up`), so the first visitor does not wait for them.
 """
 
@@ -118,11 +118,13 @@ def _run_forwarding(command: list[str], env: dict[str, str]) -> int:
 
 
 def _warm_up(run_dirs: list[str], wait_s: float = 60.0) -> None:
-    """Import the dashboard's modules and compute its first page's tables (a server thread).
+    """Compute the dashboard's first page's tables as soon as the server is up (a thread).
 
-    The pure modules (pandas, pyarrow, the statistics) are imported at once; the page's
-    cached functions are called once Streamlit's runtime exists, so they fill the caches the
-    page reads. Any failure is left to the page itself to report.
+    It waits until Streamlit's runtime has started (so that its imports do not slow the
+    server's own start, and the cached functions fill the caches the page reads), then
+    imports the data layer (pandas, pyarrow, the statistics) and calls
+    :func:`restorelab.dashboard.ui.warm_up`, while the browser loads the app's scripts. Any
+    failure is left to the page itself to report.
     """
     import logging
 
@@ -132,11 +134,10 @@ def _warm_up(run_dirs: list[str], wait_s: float = 60.0) -> None:
     )
     try:
         from streamlit import runtime
-
-        import restorelab.dashboard.data  # noqa: F401 - pandas, pyarrow, stats: the slow part
+        from streamlit.runtime.runtime import RuntimeState
 
         deadline = time.monotonic() + wait_s
-        while not (runtime.exists() and runtime.get_instance().cache_storage_manager):
+        while not (runtime.exists() and runtime.get_instance().state != RuntimeState.INITIAL):
             if time.monotonic() > deadline:
                 return
             time.sleep(0.01)
