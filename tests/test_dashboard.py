@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -322,6 +323,29 @@ def test_page_breakdown(run_a: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         frame, ("gaussian_blur", "gaussian_noise"), "identity", "psnr", directions
     )
     assert len(data.frontier(gains).dropna()) == gains["level_a"].nunique()
+    # the link under the map opens the worst images of a cell, broken and hardest first
+    link = app.get("page_link")[0].proto
+    query = dict(urllib.parse.parse_qsl(link.query_string))
+    hardest = gains[gains["broken"]].assign(h=gains["level_a"] + gains["level_b"])
+    hardest = hardest.sort_values(["h", "level_a"], ascending=False).iloc[0]
+    assert link.page == "failures"
+    assert query == {
+        "restorer": "identity",
+        "cell": f"{hardest['degradation']} · {hardest['severity']}",
+        "metric": "psnr",
+    }
+    from streamlit.testing.v1 import AppTest
+
+    app = AppTest.from_file(str(APP), default_timeout=120)
+    for key, value in query.items():
+        app.query_params[key] = value
+    app.run()
+    app.switch_page("views/failures.py").run()
+    _clean(app)
+    assert app.selectbox[1].value == query["cell"]
+    table = app.dataframe[0].value
+    assert set(table["degradation"]) == {hardest["degradation"]}
+    assert set(table["severity"]) == {hardest["severity"]}
 
 
 def test_page_breakdown_without_a_crossed_grid(

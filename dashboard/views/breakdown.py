@@ -86,6 +86,28 @@ else:
         ]
     layers.append(text)
     st.altair_chart(alt.layer(*layers).properties(height=420), width="stretch")
+    # the images behind a cell: broken cells first, hardest first
+    order = gains.assign(_hard=gains["level_a"] + gains["level_b"]).sort_values(
+        ["broken", "_hard", "level_a"], ascending=False, kind="stable"
+    )
+    names = [f"{d} · {s}" for d, s in zip(order["degradation"], order["severity"], strict=True)]
+    shown = [
+        f"{pair[0]} {a} × {pair[1]} {b}" + (" ✕ broken" if broken else "")
+        for a, b, broken in zip(order["level_a"], order["level_b"], order["broken"], strict=True)
+    ]
+    pick, link = st.columns([3, 2], vertical_alignment="bottom")
+    target = pick.selectbox(
+        "Cell to inspect",
+        range(len(names)),
+        format_func=lambda i: shown[i],
+        key="map_cell",
+        help="Broken cells (✕) first, the hardest first.",
+    )
+    link.page_link(
+        "views/failures.py",
+        label=f"Worst images of {restorer} in this cell →",
+        query_params={"restorer": restorer, "cell": names[target], "metric": metric},
+    )
     with st.expander("Cells"):
         st.dataframe(gains.drop(columns="label"), hide_index=True, width="stretch")
 

@@ -33,10 +33,17 @@ restorer = top[0].selectbox(
     index=restorers.index(wanted) if wanted in restorers else ui.default_restorer(restorers),
     key="fail_restorer",
 )
-cell = top[1].selectbox(
-    "Cell", options, index=options.index(ALL) if params.get("cells") == "all" else 0
+if params.get("cell") in options:  # a link to one cell (from the breakdown map)
+    opened = options.index(params.get("cell"))
+else:
+    opened = options.index(ALL) if params.get("cells") == "all" else 0
+cell = top[1].selectbox("Cell", options, index=opened)
+metric = top[2].selectbox(
+    "Metric",
+    ctx.metrics,
+    index=ctx.metrics.index(params["metric"]) if params.get("metric") in ctx.metrics else 0,
+    key="fail_metric",
 )
-metric = top[2].selectbox("Metric", ctx.metrics, key="fail_metric")
 rank_by = top[3].radio(
     "Rank by",
     ["loss vs input", "metric"],
