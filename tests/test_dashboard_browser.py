@@ -169,6 +169,14 @@ def test_every_page_in_headless_chromium(photo_folder: Path, tmp_path: Path) -> 
                 _check(page, url, shots)
                 click()
                 _check(page, f"{url}_clicked", shots)
+            # the breakdown map's link opens the worst images of its hardest broken cell
+            page.goto(f"{base}/breakdown")
+            page.get_by_role("heading", name="Breakdown map").wait_for(timeout=60_000)
+            _settle(page)
+            page.get_by_text("in this cell →").click()
+            page.get_by_role("heading", name="Failure analysis").wait_for(timeout=60_000)
+            _check(page, "breakdown_to_failures", shots)
+            assert "cell=" in page.url
             charts = page.locator("[data-testid*='VegaLiteChart']")
             page.goto(f"{base}/curves")
             page.get_by_role("heading", name="Severity curves").wait_for(timeout=60_000)
