@@ -347,6 +347,7 @@ def group_store(
     progress: bool = False,
     spool_dir: str | os.PathLike | None = None,
     stats: dict | None = None,
+    workers: int = 1,
 ) -> list[list[int]]:
     """:func:`find_duplicate_groups` of the images ``members`` of a :class:`ThumbnailStore`,
     in memory that does not grow with their number.
@@ -365,6 +366,8 @@ def group_store(
     members : array of int
         Indices into ``store``, ascending; the returned groups hold positions in
         ``members`` (as :func:`find_duplicate_groups` holds indices into its list).
+    workers : int, default 1
+        Threads that align candidate pairs (the groups do not depend on it).
     stats : dict, optional
         Filled with the counts: ``images``, ``hash_comparisons``, ``candidates`` (pairs within
         the radius), ``prefilter_passed``, ``aligned``, ``confirmed``, ``rounds`` and
@@ -401,7 +404,15 @@ def group_store(
             total=len(survivors), desc="near duplicates: align", unit="pair", disable=not progress
         ) as bar:
             parent = _join_confirmed(
-                store, members, survivors, min_similarity, min_overlap, stats, bar, spool_dir
+                store,
+                members,
+                survivors,
+                min_similarity,
+                min_overlap,
+                stats,
+                bar,
+                spool_dir,
+                max(1, int(workers)),
             )
     finally:
         survivors.close()
@@ -439,7 +450,7 @@ def _candidates(store, members, radius: int, survivors, stats: dict, bar) -> Non
 
 
 def _join_confirmed(
-    store, members, survivors, min_similarity, min_overlap, stats: dict, bar, spool_dir
+    store, members, survivors, min_similarity, min_overlap, stats: dict, bar, spool_dir, workers
 ) -> list[int]:
     """Union-find forest of the confirmed survivor pairs (positions in ``members``).
 
@@ -491,9 +502,7 @@ def _join_confirmed(
                 rest.close()
                 break
             good_count = 0
-            for ci, cj, _ in batch.chunks(_SCORE_CHUNK):
-                pairs = np.stack([members[ci], members[cj]], axis=1)
-                sims, overlaps = _score_pairs(store, pairs)
+            for ci, cj, sims, overlaps in _scored(store, members, batch, workers):
                 good = (sims >= min_similarity) & (overlaps >= min_overlap)
                 good_count += int(good.sum())
                 for i, j in zip(ci[good].tolist(), cj[good].tolist(), strict=True):
@@ -509,6 +518,32 @@ def _join_confirmed(
         remaining = rest
     bar.update(bar.total - bar.n)
     return [root(parent, i) for i in range(len(parent))]
+
+
+def _scored(store, members: np.ndarray, batch: _PairSpools, workers: int):
+    """(i, j, similarity, overlap) of the batch's pairs, chunk by chunk, in order; scored on
+    ``workers`` threads (the alignment's batched NumPy work releases the GIL; each pair's
+    score depends on that pair only, so the scores are those of one thread)."""
+
+    def score(ci: np.ndarray, cj: np.ndarray):
+        sims, overlaps = _score_pairs(store, np.stack([members[ci], members[cj]], axis=1))
+        return ci, cj, sims, overlaps
+
+    chunks = ((ci, cj) for ci, cj, _ in batch.chunks(_SCORE_CHUNK))
+    if workers <= 1:
+        yield from (score(ci, cj) for ci, cj in chunks)
+        return
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(workers, thread_name_prefix="align") as pool:
+        in_flight: deque = deque()
+        for ci, cj in chunks:
+            in_flight.append(pool.submit(score, ci, cj))
+            if len(in_flight) > 2 * workers:
+                yield in_flight.popleft().result()
+        while in_flight:
+            yield in_flight.popleft().result()
 
 
 def _components(roots: list[int]) -> list[list[int]]:

@@ -594,7 +594,13 @@ def _drop_duplicates(
     }
     stats: dict = {}
     groups = group_store(
-        thumbs, alive, progress=progress, spool_dir=work / "pairs", stats=stats, **options
+        thumbs,
+        alive,
+        progress=progress,
+        spool_dir=work / "pairs",
+        stats=stats,
+        workers=config.workers or os.cpu_count() or 1,
+        **options,
     )
     for group in groups:
         members = store.get(alive[group])
