@@ -330,13 +330,17 @@ def run_curate(
     log = out.parent / f"{out.name}.stderr.txt"
     started = time.perf_counter()
     timeline = []
-    with open(log, "wb") as err:
+    live = out.parent / f"{out.name}.rss.tsv"  # the timeline as it goes (seconds, RSS MB)
+    with open(log, "wb") as err, open(live, "w") as tsv:
         proc = psutil.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=env)
         peak_rss = peak_hwm = 0
         while proc.poll() is None:
             rss, hwm = _tree_memory(proc)
             peak_rss, peak_hwm = max(peak_rss, rss), max(peak_hwm, hwm)
             timeline.append((round(time.perf_counter() - started, 1), rss // 2**20))
+            if len(timeline) % 25 == 1:
+                tsv.write(f"{timeline[-1][0]}\t{timeline[-1][1]}\t{peak_hwm // 2**20}\n")
+                tsv.flush()
             time.sleep(POLL_SECONDS)
     seconds = time.perf_counter() - started
     stderr = log.read_text(errors="replace")

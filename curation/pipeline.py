@@ -723,36 +723,40 @@ def _select(store: RecordStore, columns: Columns, config: CurationConfig) -> int
     )
     for rank, i in enumerate(chosen, 1):
         columns.rank[records[i].index] = rank
+    lost = np.ones(len(alive), bool)
+    lost[sub[chosen]] = False
+    columns.alive[alive[lost]] = False
+    reasons = _selection_reasons(records, embeddings, scores, sub, alive, chosen, candidates)
+    store.set_reasons(reasons)
+    return 0
+
+
+def _selection_reasons(
+    records, embeddings, scores, sub, alive, chosen, candidates
+) -> Iterator[tuple]:
+    """(input index, reason) of every image selection did not keep, streamed."""
     chosen_set = set(chosen)
     kept = embeddings[chosen]
     pool_floor = min(float(scores[sub[i]]) for i in candidates)
-    reasons: list[tuple[int, str]] = []
     for i in sorted(candidates - chosen_set):
         distances = np.sqrt(np.maximum(((kept - embeddings[i]) ** 2).sum(axis=1), 0.0))
         nearest = int(np.argmin(distances))
-        reasons.append(
-            (
-                records[i].index,
-                f"not selected: diversity: quality score {scores[sub[i]]:.3f} was in the "
-                f"quality pool, but it lies {distances[nearest]:.3f} (embedding distance) "
-                f"from kept {records[chosen[nearest]].source}; farthest-point sampling kept "
-                "images farther apart",
-            )
+        yield (
+            records[i].index,
+            f"not selected: diversity: quality score {scores[sub[i]]:.3f} was in the "
+            f"quality pool, but it lies {distances[nearest]:.3f} (embedding distance) "
+            f"from kept {records[chosen[nearest]].source}; farthest-point sampling kept "
+            "images farther apart",
         )
     in_pool = np.zeros(len(alive), bool)
     in_pool[sub[sorted(candidates)]] = True
     for position in np.flatnonzero(~in_pool).tolist():
-        reasons.append(
-            (
-                int(alive[position]),
-                f"not selected: quality: score {scores[position]:.3f} is below the quality "
-                f"pool (the best {len(candidates)} of {len(alive)}, lowest score "
-                f"{pool_floor:.3f})",
-            )
+        yield (
+            int(alive[position]),
+            f"not selected: quality: score {scores[position]:.3f} is below the quality "
+            f"pool (the best {len(candidates)} of {len(alive)}, lowest score "
+            f"{pool_floor:.3f})",
         )
-    store.set_reasons(reasons)
-    columns.alive[[index for index, _ in reasons]] = False
-    return 0
 
 
 def _safe_stem(name: str) -> str:
