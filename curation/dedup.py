@@ -55,7 +55,8 @@ per side (7 % gives overlap 0.74), mirror images, strong tone changes that clip 
 (+25 % brightness on a page scan), and pairs whose hashes differ by more than the radius.
 
 Fingerprint once per image (about 4.2 KB each) and group later, in another process if need
-be.
+be; :class:`ThumbnailStore` and :func:`group_store` group a pool whose fingerprints do not
+fit in memory (only the 64-bit hashes stay there).
 """
 
 from __future__ import annotations
@@ -305,16 +306,23 @@ def find_duplicate_groups(
 
     Notes
     -----
-    Cost: all n²/2 hash pairs are compared (see :func:`hamming_pairs`: 0.2 s for 10 000
-    fingerprints, 5.5 s for 50 000); each candidate costs about 1.5 µs in the prefilter,
-    and each survivor 0.3–0.6 ms to align (the more for copies, which reach the last level)
-    on a busy two-core machine. With 1.5 % of unrelated pairs within 22 bits and about 2 %
-    of those passing the prefilter, 100 000 photos mean some 75 million candidates (about
-    2 minutes) and 1.5 million alignments (about 10 minutes); lower the radius to trade
-    recall for time. Survivors are aligned only while they can still join two groups, so
-    a photo with k copies costs k − 1 alignments rather than k(k − 1)/2 (closest hashes
-    first; the groups are the same). Fingerprints with equal hash and thumbnail are
-    duplicates outright (flat images of one grey level included).
+    Cost: all n²/2 hash pairs are compared, tile by tile (about 150 million pairs a
+    second on one core: 0.3 s for 10 000 fingerprints, 35 s for 100 000), and the pairs
+    within the radius go through the prefilter as each tile is compared (about 1.5 µs
+    each), so only the survivors are ever kept (9 bytes each; in files with
+    :func:`group_store`); each survivor then costs 0.3–0.6 ms to align (the more for
+    copies, which reach the last level) on a busy two-core machine, spread over
+    ``workers`` threads. With 1.5 % of unrelated pairs within 22 bits and about 2 % of
+    those passing the prefilter, 100 000 photos mean some 75 million candidates (about 2
+    minutes) and 1.5 million alignments (about 10 minutes); crops of a few photos pass the
+    prefilter more often (9 % on the pool of ``benchmarks/curation_pool.py``). Lower the
+    radius to trade recall for time. Survivors are aligned only while they can still join
+    two groups, so a photo with k copies costs k − 1 alignments rather than k(k − 1)/2
+    (closest hashes first; the groups are the same). Fingerprints with equal hash and
+    thumbnail are duplicates outright (flat images of one grey level included). Memory:
+    the fingerprints, one tile of hashes and prefilter vectors, the survivors (in memory
+    here; see :func:`group_store` for files) and the thumbnails of one chunk of pairs per
+    thread.
 
     Examples
     --------

@@ -602,7 +602,9 @@ def _drop_duplicates(
         workers=config.workers or os.cpu_count() or 1,
         **options,
     )
-    for group in groups:
+    for group in tqdm(
+        groups, desc="near duplicates: keepers", unit="group", disable=not progress or not groups
+    ):
         members = store.get(alive[group])
         keeper, why = _keeper(members, passes, cache)
         for record in members:
