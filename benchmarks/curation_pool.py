@@ -302,7 +302,14 @@ def _tree_memory(proc) -> tuple[int, int]:
 
 
 def run_curate(
-    source: str, out: Path, cache: Path, *, target: int, workers: int, pythonpath: str | None
+    source: str,
+    out: Path,
+    cache: Path,
+    *,
+    target: int,
+    workers: int,
+    pythonpath: str | None,
+    radius: int | None = None,
 ) -> dict:
     import psutil
 
@@ -327,6 +334,10 @@ def run_curate(
         "--workers",
         str(workers),
     ]
+    if radius is not None:
+        config = out.parent / "config.yaml"
+        config.write_text(f"hamming_radius: {radius}\n")
+        cmd += ["--config", os.fspath(config)]
     log = out.parent / f"{out.name}.stderr.txt"
     started = time.perf_counter()
     timeline = []
@@ -371,6 +382,60 @@ def run_curate(
     }
 
 
+def candidates_only(cache: Path, radius: int | None) -> dict:
+    """The streamed candidate search alone over the fingerprints in ``cache``: counts,
+    seconds and the peak RSS of this process (the fingerprints are written to a
+    thumbnail store first, as a curation run does while it analyses)."""
+    import pickle
+    import sqlite3
+    import tempfile
+
+    import psutil
+
+    from restorelab.curation import dedup
+
+    work = Path(tempfile.mkdtemp(dir=cache.parent))
+    store = dedup.ThumbnailStore(work / "thumbs")
+    db = sqlite3.connect(cache / "analysis.sqlite")
+    for (blob,) in db.execute("SELECT record FROM analysis"):
+        fp = pickle.loads(blob).get("fingerprint")
+        if fp is not None:
+            store.append(fp)
+    store.flush()
+    db.close()
+    stats: dict = {}
+    members = np.arange(len(store))
+    survivors = dedup._PairSpools(work / "pairs", "survivors")
+    before = psutil.Process().memory_info().rss
+    started = time.perf_counter()
+    r = dedup.DEFAULT_HAMMING_RADIUS if radius is None else radius
+    stats.update(candidates=0)
+    from tqdm.auto import tqdm
+
+    with tqdm(total=len(members) * (len(members) - 1) // 2, unit_scale=True) as bar:
+        dedup._candidates(store, members, r, survivors, stats, bar)
+    seconds = time.perf_counter() - started
+    with open("/proc/self/status") as handle:
+        hwm = next(int(x.split()[1]) for x in handle if x.startswith("VmHWM"))
+    result = {
+        "images": len(members),
+        "radius": r,
+        "hash_comparisons": len(members) * (len(members) - 1) // 2,
+        "candidates": stats["candidates"],
+        "prefilter_passed": len(survivors),
+        "seconds": round(seconds, 1),
+        "rss_before_mb": round(before / 2**20, 1),
+        "peak_hwm_mb": round(hwm / 1024, 1),
+        "load": [round(v, 2) for v in os.getloadavg()],
+    }
+    survivors.close()
+    store.close()
+    import shutil
+
+    shutil.rmtree(work, ignore_errors=True)
+    return result
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pool", type=int, default=10000, help="images in the pool")
@@ -385,6 +450,15 @@ def main(argv: list[str] | None = None) -> None:
         help="run restorelab from this import path (a tree laid out as the installed package)",
     )
     parser.add_argument("--label", default="", help="suffix of the run folder")
+    parser.add_argument(
+        "--radius", type=int, help="hamming_radius of the curation config (default: 22)"
+    )
+    parser.add_argument(
+        "--candidates-only",
+        action="store_true",
+        help="only the near-duplicate candidate search (hashes, prefilter) on the fingerprints "
+        "of an earlier run's cache (--warm): counts, seconds, peak memory",
+    )
     args = parser.parse_args(argv)
     pool = build_pool(args.pool, shards=args.shards)
     print(json.dumps({k: v for k, v in pool.items()}, indent=1), file=sys.stderr)
@@ -393,12 +467,15 @@ def main(argv: list[str] | None = None) -> None:
     kind = "shards" if args.shards else "folder"
     work = ROOT / f"run-{args.pool}-{kind}{args.label}"
     out, cache = work / "out", work / "cache"
-    if not args.warm:
+    if not args.warm and not args.candidates_only:
         import shutil
 
         shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True, exist_ok=True)
     source = pool["shards_dir"] if args.shards else pool["folder"]
+    if args.candidates_only:
+        print(json.dumps(candidates_only(cache, args.radius), indent=1))
+        return
     load = os.getloadavg()
     result = run_curate(
         source,
@@ -407,6 +484,7 @@ def main(argv: list[str] | None = None) -> None:
         target=args.target,
         workers=args.workers,
         pythonpath=args.pythonpath,
+        radius=args.radius,
     )
     result.update(
         pool=args.pool,
