@@ -745,14 +745,22 @@ def choose_keeper(
         raw = info[i].get(key)
         return None if raw is None else float(raw)
 
+    # the sharpest and the least noisy member of each size (pixel count), once: O(k)
+    sharpest: dict[float, float] = {}
+    least_noisy: dict[float, float] = {}
+    for j in members:
+        size = pixels(j)
+        if (v := value(j, "sharpness")) is not None:
+            sharpest[size] = max(sharpest.get(size, -np.inf), v)
+        if (v := value(j, "noise_sigma")) is not None:
+            least_noisy[size] = min(least_noisy.get(size, np.inf), v)
+
     def degradations(i: int) -> int:
-        peers = [j for j in members if pixels(j) == pixels(i)]
-        sharp = [v for j in peers if (v := value(j, "sharpness")) is not None]
-        noise = [v for j in peers if (v := value(j, "noise_sigma")) is not None]
         mine_sharp, mine_noise = value(i, "sharpness"), value(i, "noise_sigma")
-        blurred = mine_sharp is not None and mine_sharp < max(sharp) - KEEPER_BLUR_MARGIN
+        size = pixels(i)
+        blurred = mine_sharp is not None and mine_sharp < sharpest[size] - KEEPER_BLUR_MARGIN
         noisy = mine_noise is not None and mine_noise > (
-            KEEPER_NOISE_FACTOR * min(noise) + KEEPER_NOISE_MARGIN
+            KEEPER_NOISE_FACTOR * least_noisy[size] + KEEPER_NOISE_MARGIN
         )
         return int(blurred) + int(noisy)
 

@@ -437,8 +437,12 @@ def _size(record: _Record) -> tuple[int, int]:
     return (int(record.signals.get("width") or 0), int(record.signals.get("height") or 0))
 
 
-def _trace(copy: _Record, source: _Record, cache: AnalysisCache) -> float | None:
-    """JPEG trace of ``source``'s table in ``copy``'s pixels (cached per pair of files)."""
+def _trace(
+    copy: _Record, source: _Record, cache: AnalysisCache, decoded: dict | None = None
+) -> float | None:
+    """JPEG trace of ``source``'s table in ``copy``'s pixels (cached per pair of files).
+
+    ``decoded`` (record index → pixels) keeps the copy's pixels for the next source."""
     from restorelab.curation.provenance import jpeg_trace
 
     key = f"trace:{copy.sha}:{source.sha}"
@@ -446,7 +450,11 @@ def _trace(copy: _Record, source: _Record, cache: AnalysisCache) -> float | None
     if found:
         return value
     try:
-        pixels = _pixels(copy, cache)
+        pixels = None if decoded is None else decoded.get(copy.index)
+        if pixels is None:
+            pixels = _pixels(copy, cache)
+            if decoded is not None:
+                decoded[copy.index] = pixels
     except (ImageReadError, OSError):
         return None
     value = jpeg_trace(pixels, source.analysis["luma_table"], copy.analysis.get("luma_table"))
@@ -454,7 +462,9 @@ def _trace(copy: _Record, source: _Record, cache: AnalysisCache) -> float | None
     return value
 
 
-def _derived_from(copy: _Record, source: _Record, cache: AnalysisCache) -> str | None:
+def _derived_from(
+    copy: _Record, source: _Record, cache: AnalysisCache, decoded: dict | None = None
+) -> str | None:
     """Why ``copy`` was made from ``source`` (another member of its group), or None.
 
     See :mod:`restorelab.curation.provenance`: an alpha or CMYK file of a plain one at least
@@ -474,7 +484,7 @@ def _derived_from(copy: _Record, source: _Record, cache: AnalysisCache) -> str |
     if tone_shifted(copy.analysis.get("tone_comb"), source.analysis.get("tone_comb")):
         return "tone-shifted copy"
     if source.analysis.get("luma_table") is not None:
-        trace = _trace(copy, source, cache)
+        trace = _trace(copy, source, cache, decoded)
         if trace is not None and trace >= MIN_JPEG_TRACE:
             kind = "re-encode" if copy.analysis.get("luma_table") is not None else "lossless copy"
             return f"{kind} of the JPEG"
@@ -511,10 +521,19 @@ def _keeper(
 
         return min(candidates, key=rank), {}
     why: dict[int, str] = {}
+    # Only a copy in a converted mode (alpha, CMYK) can come from a member of another
+    # size (see _derived_from): the others are compared with the members of their size
+    # only, in group order, so that a group of thousands (a chain of overlapping crops)
+    # costs the sum of its size classes squared, not its size squared.
+    by_size: dict[tuple[int, int], list[_Record]] = {}
+    for record in group:
+        by_size.setdefault(_size(record), []).append(record)
     for copy in group:
-        for source in group:
+        converted = derived_mode(copy.signals.get("mode"))
+        decoded: dict = {}
+        for source in group if converted else by_size[_size(copy)]:
             if copy is not source and copy.index not in why:
-                reason = _derived_from(copy, source, cache)
+                reason = _derived_from(copy, source, cache, decoded)
                 if reason:
                     why[copy.index] = f"{reason} {source.source}"
     # a copy made from a member that fails the filters does not stand in for it (a q98
