@@ -442,9 +442,15 @@ def _trace(
 ) -> float | None:
     """JPEG trace of ``source``'s table in ``copy``'s pixels (cached per pair of files).
 
-    ``decoded`` (record index → pixels) keeps the copy's pixels for the next source."""
+    ``decoded`` keeps the copy's pixels (by record index) and its traces (by source table)
+    for the next sources."""
     from restorelab.curation.provenance import jpeg_trace
 
+    # the trace depends on the copy's pixels and the source's table only: sources that
+    # share a table (a group of crops saved at one quality) share the value
+    memo = ("trace", tuple(source.analysis["luma_table"]))
+    if decoded is not None and memo in decoded:
+        return decoded[memo]
     key = f"trace:{copy.sha}:{source.sha}"
     found, value = cache.get_pair(key)
     if found:
@@ -459,6 +465,8 @@ def _trace(
         return None
     value = jpeg_trace(pixels, source.analysis["luma_table"], copy.analysis.get("luma_table"))
     cache.put_pair(key, value)
+    if decoded is not None:
+        decoded[memo] = value
     return value
 
 
@@ -621,9 +629,13 @@ def _drop_duplicates(
         workers=config.workers or os.cpu_count() or 1,
         **options,
     )
-    for group in tqdm(
-        groups, desc="near duplicates: keepers", unit="group", disable=not progress or not groups
-    ):
+    bar = tqdm(
+        total=sum(len(g) for g in groups),
+        desc="near duplicates: keepers",
+        unit="img",
+        disable=not progress or not groups,
+    )
+    for group in groups:
         members = store.get(alive[group])
         keeper, why = _keeper(members, passes, cache)
         for record in members:
@@ -633,6 +645,8 @@ def _drop_duplicates(
                 columns.alive[record.index] = False
         _merge_into(keeper, members)
         store.put(members)
+        bar.update(len(group))
+    bar.close()
     return stats
 
 
