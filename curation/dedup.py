@@ -471,7 +471,8 @@ def _join_confirmed(
     Each pair's score depends on that pair only, so the groups are those of scoring every
     candidate. When under half of a round is confirmed (candidates are mostly different
     photos), the rest is scored at once, as rounds would not save work. The bar counts the
-    pairs settled: scored, or found already joined.
+    pairs aligned, as they are (its rate is then the alignment's, so the ETA holds), and
+    jumps to its end for the pairs found joined without aligning.
     """
     parent = list(range(len(members)))
 
@@ -489,11 +490,10 @@ def _join_confirmed(
         batch, rest = _PairSpools(spool_dir, "batch"), _PairSpools(spool_dir, "rest")
         try:
             for ci, cj, distance in remaining.chunks():
-                take_i, take_j, rest_i, rest_j, settled = [], [], [], [], 0
+                take_i, take_j, rest_i, rest_j = [], [], [], []
                 for i, j in zip(ci.tolist(), cj.tolist(), strict=True):
                     if root(parent, i) == root(parent, j):
-                        settled += 1  # joined already
-                        continue
+                        continue  # joined already
                     ti, tj = root(trial, i), root(trial, j)
                     if optimistic and ti == tj:
                         rest_i.append(i)  # joined too if this round's pairs are confirmed
@@ -504,7 +504,6 @@ def _join_confirmed(
                     take_j.append(j)
                 batch.add(np.array(take_i, np.int64), np.array(take_j, np.int64), distance)
                 rest.add(np.array(rest_i, np.int64), np.array(rest_j, np.int64), distance)
-                bar.update(min(settled, bar.total - bar.n))
             if remaining is not survivors:
                 remaining.close()
             if not len(batch):
