@@ -12,7 +12,14 @@ websocket and the browser's drawing) and reports wall times:
   user waits for when the dashboard server is already up);
 - *filter change*: the leaderboard re-run after narrowing the degradation filter, and other
   controls (metric, restorer) on the other pages;
-- *again*: the same page re-run with nothing changed (cached tables).
+- *again*: the same page re-run with nothing changed (cached tables);
+- *real server* (when Debian's ``chromium`` and Playwright are installed; ``--no-server``
+  skips it): ``restorelab dashboard RUN --port N`` started as a user starts it, its
+  ``/_stcore/health`` polled every 20 ms, then the first page opened in headless Chromium
+  (launched beforehand, as a user's browser is already open) and timed until the leaderboard
+  is fully drawn (its tables' canvases, the last element of the page, and no "Running"
+  status): server start → health, health → page drawn, and the sum, the cold start a user
+  waits for. Then a reload of the page (a second session on the warm server).
 
 Times are the median of ``--repeat`` fresh sessions (each with emptied Streamlit caches).
 The process is pinned to two CPU cores (``os.sched_setaffinity``) and numeric libraries to
@@ -56,7 +63,11 @@ def build_run(folder: Path, rows: int, images_saved: int, seed: int = 0) -> Path
     """Write the synthetic run (and its corpus) under ``folder``; returns the run folder."""
     import numpy as np
     import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
     from PIL import Image
+
+    from restorelab.results import RESULTS_SCHEMA
 
     rng = np.random.default_rng(seed)
     cells = _cells()
@@ -99,12 +110,16 @@ def build_run(folder: Path, rows: int, images_saved: int, seed: int = 0) -> Path
             "width": 64,
             "seconds": rng.uniform(0.01, 2.0, len(keys)),
             "peak_rss_mb": 900.0,
+            "peak_rss_delta_mb": 50.0,
+            "cuda_peak_mb": np.nan,
+            "image_hash": keys["image_id"],
             "restored_file": "",
             "thumb_file": "",
             "degraded_file": "",
             "degraded_thumb_file": "",
             "psnr": psnr,
             "ssim": ssim,
+            "metric_labels": json.dumps(["psnr", "ssim"]),
             "error": "",
             "input_psnr": input_psnr,
             "input_ssim": input_ssim,
@@ -124,8 +139,11 @@ def build_run(folder: Path, rows: int, images_saved: int, seed: int = 0) -> Path
         ).as_posix()
         thumb = (rel.parent / "thumbs" / f"{rel.name}.jpg").as_posix()
         frame.iat[index, frame.columns.get_loc("thumb_file")] = thumb
+    # parts exactly as the runner's store writes them: its declared, tagged Arrow schema
+    schema = RESULTS_SCHEMA.arrow(["psnr", "ssim"])
     for part, chunk in enumerate(np.array_split(np.arange(len(frame)), 20)):
-        frame.iloc[chunk].to_parquet(run / "results" / f"part-20260101T000000-1-{part:05d}.parquet")
+        table = pa.Table.from_pandas(frame.iloc[chunk], schema=schema, preserve_index=False)
+        pq.write_table(table, run / "results" / f"part-20260101T000000-1-{part:05d}.parquet")
     info = {
         "format": "restorelab-run/1",
         "corpus": str(corpus.resolve()),
@@ -199,6 +217,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--keep", type=Path, help="build the run here (and keep it)")
     parser.add_argument("--json", type=Path, help="write the figures here")
+    parser.add_argument(
+        "--no-server", action="store_true", help="skip the real server + Chromium measurement"
+    )
     args = parser.parse_args(argv)
     if hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) > 2:
         os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:2])
@@ -215,6 +236,11 @@ def main(argv: list[str] | None = None) -> int:
     figures = {"first load (cold process, imports included)": cold}
     for key in sessions[0]:
         figures[key] = statistics.median(s[key] for s in sessions)
+    if not args.no_server:
+        served = server_sessions(run, args.repeat)
+        if served:
+            for key in served[0]:
+                figures[key] = statistics.median(s[key] for s in served)
     import pandas as pd
 
     rows = len(pd.read_parquet(run / "results"))
@@ -237,6 +263,112 @@ def session_first_only(run: Path) -> None:
     app = AppTest.from_file(str(APP), default_timeout=300)
     app.run()
     _check(app, "cold leaderboard")
+
+
+CHROMIUM_PATHS = ("/usr/bin/chromium", "chromium", "chromium-browser")
+
+#: True once the leaderboard is fully drawn: its tables' canvases are there, the page links
+#: after them (the last element the script writes) too, and the run status is idle.
+_DRAWN = """(tables) => {
+  const main = document.querySelector('[data-testid="stMain"]');
+  if (!main) return false;
+  const status = document.querySelector('[data-testid="stStatusWidget"]');
+  if (status && /Running|Stop/.test(status.innerText)) return false;
+  const canvases = main.querySelectorAll('[data-testid="stDataFrame"] canvas').length;
+  return canvases >= tables && main.innerText.includes('Worst images of');
+}"""
+
+
+def _chromium() -> str | None:
+    import shutil
+
+    for name in CHROMIUM_PATHS:
+        path = name if name.startswith("/") else shutil.which(name)
+        if path and Path(path).is_file():
+            return path
+    return None
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def server_sessions(run: Path, repeat: int) -> list[dict[str, float]]:
+    """``repeat`` cold starts of the real server, each timed to the first page drawn in
+    headless Chromium (Debian's package; never ``playwright install``); [] when unavailable."""
+    import signal
+    import subprocess
+    import urllib.request
+
+    chromium = _chromium()
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        chromium = None
+    if chromium is None:
+        print("real server: skipped (Debian chromium or playwright missing)", file=sys.stderr)
+        return []
+    exe = Path(sys.executable).with_name("restorelab")
+    env = {**os.environ, "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
+    env.pop("RESTORELAB_RUN_DIRS", None)
+    out = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=chromium,
+            args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run"],
+        )
+        for _ in range(repeat):
+            port = _free_port()
+            start = time.perf_counter()
+            proc = subprocess.Popen(
+                [str(exe), "dashboard", str(run), "--port", str(port), "--address", "127.0.0.1"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,  # stop the CLI and the server it became as one group
+            )
+            try:
+                while True:
+                    if proc.poll() is not None:
+                        raise RuntimeError(f"the dashboard exited with {proc.returncode}")
+                    try:
+                        url = f"http://127.0.0.1:{port}/_stcore/health"
+                        with urllib.request.urlopen(url, timeout=1):
+                            break
+                    except OSError:
+                        time.sleep(0.02)
+                healthy = time.perf_counter()
+                page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                page.goto(f"http://127.0.0.1:{port}/")
+                page.wait_for_function(_DRAWN, arg=2, polling="raf", timeout=120_000)
+                drawn = time.perf_counter()
+                errors = page.locator(
+                    "[data-testid='stException'], [data-testid='stAlertContentError']"
+                )
+                if errors.count():
+                    raise RuntimeError(f"real server: {errors.first.inner_text()[:300]}")
+                again = time.perf_counter()
+                page.reload()
+                page.wait_for_function(_DRAWN, arg=2, polling="raf", timeout=120_000)
+                reloaded = time.perf_counter()
+                page.close()
+            finally:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(timeout=30)
+            out.append(
+                {
+                    "real server: start → health ok": healthy - start,
+                    "real server: health ok → leaderboard drawn": drawn - healthy,
+                    "real server: start → leaderboard drawn (cold)": drawn - start,
+                    "real server: reload (new session, warm server)": reloaded - again,
+                }
+            )
+        browser.close()
+    return out
 
 
 if __name__ == "__main__":

@@ -141,7 +141,7 @@ def context(*, required: bool = True) -> Context | None:
             )
         st.stop()
     explicit = [str(Path(p).expanduser().resolve()) for p in given]
-    default = [p for p in found if p in explicit] or found[:1]
+    default = default_runs(given, found)
     if len(found) > 1:
         chosen = st.sidebar.multiselect(
             "Runs", found, default=default, format_func=_run_label, key="runs_chosen"
@@ -153,9 +153,7 @@ def context(*, required: bool = True) -> Context | None:
     if not chosen:
         st.info("Pick at least one run in the sidebar.")
         st.stop()
-    fingerprints = tuple(data.run_fingerprint(p) for p in chosen)
-    runs = [_run_data(p, f) for p, f in zip(chosen, fingerprints, strict=True)]
-    combined = _combined(tuple(chosen), fingerprints)
+    runs, combined, key = _load(chosen)
     for run in runs:
         for problem in run.problems:
             st.warning(f"Run {run.name}: {problem}")
@@ -164,7 +162,57 @@ def context(*, required: bool = True) -> Context | None:
             st.markdown("**The open runs differ** (nothing was merged silently):")
             for line in combined.mismatches:
                 st.markdown(f"- {line}")
-    return Context(given, runs, combined, "|".join(fingerprints))
+    return Context(given, runs, combined, key)
+
+
+def default_runs(given: list[str], found: list[str]) -> list[str]:
+    """The runs a session opens on: those named explicitly, else the first run found."""
+    explicit = [str(Path(p).expanduser().resolve()) for p in given]
+    return [p for p in found if p in explicit] or found[:1]
+
+
+def _load(chosen: list[str]) -> tuple[list[data.RunData], data.Combined, str]:
+    """The chosen runs (cached per fingerprint), combined, and the combination's key."""
+    fingerprints = tuple(data.run_fingerprint(p) for p in chosen)
+    runs = [_run_data(p, f) for p, f in zip(chosen, fingerprints, strict=True)]
+    return runs, _combined(tuple(chosen), fingerprints), "|".join(fingerprints)
+
+
+def warm_up(paths: list[str]) -> None:
+    """Compute what the first page (the leaderboard, default filter) of a session on
+    ``paths`` needs, into the caches its script reads: the runs' tables, their combination
+    and the leaderboard's statistics. ``restorelab dashboard`` calls this in a background
+    thread of the server as it starts, so the first visitor does not wait for them; the
+    keys are the page's own, so the numbers are the same."""
+    found = _discover(tuple(paths))
+    if not found:
+        return
+    runs, combined, key = _load(default_runs(paths, found))
+    ctx = Context(list(paths), runs, combined, key)
+    if not ctx.frame.empty and ctx.metrics:
+        leaderboard(ctx, default_selection(ctx))
+
+
+def run_tables(run: data.RunData) -> dict:
+    """Run info's tables of one run (cached per run fingerprint): ``images``, ``restorers``,
+    ``timing`` (:func:`data.timing_table`), ``coverage`` and ``failures`` (the report's
+    :func:`~restorelab.benchmark.stats.coverage` / ``failures``; coverage None without rows)."""
+    return _run_tables(str(run.path), data.run_fingerprint(run.path), run)
+
+
+@st.cache_resource(max_entries=32, show_spinner=False)
+def _run_tables(path: str, fingerprint: str, _run: data.RunData) -> dict:
+    from restorelab.benchmark import stats
+
+    everything = pd.concat([_run.frame, _run.errors], ignore_index=True)
+    rows = not _run.frame.empty
+    return {
+        "images": _run.frame["image_id"].nunique() if rows else 0,
+        "restorers": _run.frame["restorer"].nunique() if rows else 0,
+        "timing": data.timing_table(everything),
+        "coverage": stats.coverage(everything) if not everything.empty else None,
+        "failures": stats.failures(everything) if not _run.errors.empty else None,
+    }
 
 
 @st.cache_resource(max_entries=16, show_spinner=False)
@@ -181,16 +229,37 @@ def _run_label(path: str) -> str:
 
 def cell_filter(ctx: Context) -> tuple[tuple[str, ...], tuple[int, ...]]:
     """Degradation and severity pickers in the sidebar (shared by the pages that use them)."""
-    frame = ctx.frame
-    degradations = sorted(frame["degradation"].astype(str).unique(), key=data.natural_key)
-    severities = sorted(int(s) for s in frame["severity"].unique())
+    degradations, severities = default_selection(ctx)
     chosen_d = st.sidebar.multiselect(
-        "Degradations", degradations, default=degradations, key="filter_degradations"
+        "Degradations", list(degradations), default=list(degradations), key="filter_degradations"
     )
     chosen_s = st.sidebar.multiselect(
-        "Severities", severities, default=severities, key="filter_severities"
+        "Severities", list(severities), default=list(severities), key="filter_severities"
     )
     return tuple(chosen_d), tuple(chosen_s)
+
+
+def has_extreme_levels(ctx: Context) -> bool:
+    """Whether the open runs have a cell at an extreme level (:data:`data.EXTREME_FROM`+)."""
+    return _has_extreme(ctx.key, ctx.frame)
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def _has_extreme(key: str, _frame: pd.DataFrame) -> bool:
+    cells = _frame[["degradation", "severity"]].drop_duplicates()
+    return not data.extreme_rows(cells).empty
+
+
+def default_selection(ctx: Context) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """Every degradation (natural order) and every severity of the open runs: the filter a
+    page opens with."""
+    return _selection_options(ctx.key, ctx.frame)
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def _selection_options(key: str, _frame: pd.DataFrame) -> tuple:
+    degradations = sorted(_frame["degradation"].astype(str).unique(), key=data.natural_key)
+    return tuple(degradations), tuple(sorted(int(s) for s in _frame["severity"].unique()))
 
 
 def filtered(ctx: Context, selection: tuple) -> pd.DataFrame:
@@ -397,14 +466,13 @@ def save_images_hint(run: data.RunData, restorer: str) -> str:
     )
 
 
-def show_image(
-    image: np.ndarray | None, caption: str, missing: str = "not available", max_width: int = 360
-) -> None:
-    """An image with a caption (at most ``max_width`` px wide), or a note in its place."""
+def show_image(image: np.ndarray | None, caption: str, missing: str = "not available") -> None:
+    """An image with a caption, fitted to its column (small images at their own size, never
+    wider than the column), or a note in its place."""
     if image is None:
         st.caption(f"{caption}: {missing}")
     else:
-        st.image(image, caption=caption, width=int(min(max_width, max(image.shape[1], 160))))
+        st.image(image, caption=caption, width="stretch" if image.shape[1] >= 160 else "content")
 
 
 def default_restorer(restorers: list[str]) -> int:

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -310,6 +311,41 @@ def test_page_breakdown(run_a: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     shown = table[(table["restorer"] == "identity") & (table["degradation"] == row["degradation"])]
     assert shown["psnr breaks at"].iloc[0] == str(row["breaks_at"])
     assert shown["psnr reason"].iloc[0] == row["reason"] and row["reason"].startswith("no gain")
+    # a restorer that breaks: its frontier's cells are outlined on the map, under the labels
+    app.selectbox(key="map_restorer").set_value("identity").run()
+    _clean(app)
+    spec = json.loads(app.get("vega_lite_chart")[0].proto.spec)
+    marks = [layer["mark"] for layer in spec["layer"]]
+    marks = [m if isinstance(m, dict) else {"type": m} for m in marks]
+    assert [m["type"] for m in marks] == ["rect", "rect", "line", "text"]
+    assert marks[1].get("filled") is False and marks[1].get("stroke") == "black"
+    gains = data.gain_map(
+        frame, ("gaussian_blur", "gaussian_noise"), "identity", "psnr", directions
+    )
+    assert len(data.frontier(gains).dropna()) == gains["level_a"].nunique()
+    # the link under the map opens the worst images of a cell, broken and hardest first
+    link = app.get("page_link")[0].proto
+    query = dict(urllib.parse.parse_qsl(link.query_string))
+    hardest = gains[gains["broken"]].assign(h=gains["level_a"] + gains["level_b"])
+    hardest = hardest.sort_values(["h", "level_a"], ascending=False).iloc[0]
+    assert link.page == "failures"
+    assert query == {
+        "restorer": "identity",
+        "cell": f"{hardest['degradation']} · {hardest['severity']}",
+        "metric": "psnr",
+    }
+    from streamlit.testing.v1 import AppTest
+
+    app = AppTest.from_file(str(APP), default_timeout=120)
+    for key, value in query.items():
+        app.query_params[key] = value
+    app.run()
+    app.switch_page("views/failures.py").run()
+    _clean(app)
+    assert app.selectbox[1].value == query["cell"]
+    table = app.dataframe[0].value
+    assert set(table["degradation"]) == {hardest["degradation"]}
+    assert set(table["severity"]) == {hardest["severity"]}
 
 
 def test_page_breakdown_without_a_crossed_grid(
@@ -349,6 +385,28 @@ def test_page_failures(run_a: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     app.number_input(key="fail_k").set_value(2).run()
     _clean(app)
     assert len(app.dataframe[0].value) == 2
+
+
+def test_failures_link_on_a_run_without_extreme_levels(
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a run of mild levels only, the leaderboard's links open the worst images over all
+    cells (not an empty "extreme levels" page), and an old extreme link says so."""
+    grid = Grid(name="mild", degradations=["gaussian_noise"], severities=[2], seeds=[0])
+    run_benchmark(root / "corpus", grid, ["identity"], tmp_path / "mild", progress=False)
+    app = _app(monkeypatch, tmp_path / "mild")
+    _clean(app)
+    assert any("no extreme levels" in m.value for m in app.markdown)
+    from streamlit.testing.v1 import AppTest
+
+    app = AppTest.from_file(str(APP), default_timeout=120)
+    app.query_params["cells"] = "extreme"
+    app.run()
+    app.switch_page("views/failures.py").run()
+    _clean(app)
+    assert "no cells at the extreme levels" in app.info[0].value
+    assert app.selectbox[1].value == "all cells"
+    assert len(app.dataframe[0].value) == 3  # the three images of the one cell
 
 
 def test_page_failures_without_saved_images(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -510,3 +568,84 @@ def test_cli_dashboard_serves_several_runs(root: Path) -> None:
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=20)
+
+
+#: Modules the first page must not load: each costs 0.3–1.5 s of a cold start (torch through
+#: the restorer/metric registries and the degradation zoo, scipy through the paired tests).
+HEAVY = (
+    "torch",
+    "scipy",
+    "skimage",
+    "restorelab.degradations",
+    "restorelab.benchmark.metrics",
+    "restorelab.benchmark.restorers",
+    "restorelab.benchmark.runner",
+)
+
+
+def test_first_page_imports_nothing_heavy(run_a: Path) -> None:
+    """A fresh process that draws the leaderboard loads none of :data:`HEAVY` (they are
+    imported by the pages and functions that need them), so a cold start stays fast."""
+    script = f"""
+import os, sys, json
+os.environ["RESTORELAB_RUN_DIRS"] = {str(run_a)!r}
+import restorelab.benchmark.stats, restorelab.dashboard.data, restorelab.dashboard.ui
+after_import = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "scipy", "skimage")
+                      or m.startswith(("restorelab.degradations", "restorelab.benchmark.")))
+from streamlit.testing.v1 import AppTest
+app = AppTest.from_file({str(APP)!r}, default_timeout=120).run()
+assert not app.exception and not app.error, [e.value for e in [*app.exception, *app.error]]
+assert app.title[0].value == "Leaderboard" and len(app.dataframe) == {len(METRICS)}
+print(json.dumps({{"import": after_import, "page": sorted(sys.modules)}}))
+"""
+    env = {k: v for k, v in os.environ.items() if k != "RESTORELAB_RUN_DIR"}
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    loaded = json.loads(done.stdout.strip().splitlines()[-1])
+    assert loaded["import"] == ["restorelab.benchmark.stats"], loaded["import"]
+    heavy = [m for m in loaded["page"] if any(m == h or m.startswith(h + ".") for h in HEAVY)]
+    assert not heavy, f"the first page imported {heavy[:8]}"
+
+
+def test_benchmark_package_names_load_on_first_use() -> None:
+    """``restorelab.benchmark`` exports its names lazily: each resolves to its submodule's."""
+    import restorelab.benchmark as benchmark
+    from restorelab.benchmark.restorers import create_restorer
+    from restorelab.benchmark.runner import run_benchmark as runner_run_benchmark
+
+    assert benchmark.create_restorer is create_restorer
+    assert benchmark.run_benchmark is runner_run_benchmark
+    assert sorted(benchmark.__all__) == sorted(benchmark._LAZY)
+    assert set(benchmark.__all__) <= set(dir(benchmark))
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        benchmark.nope  # noqa: B018
+
+
+def test_warm_up_fills_the_first_pages_caches(run_a: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the server computes before the first visit (``ui.warm_up``) is what the
+    leaderboard reads: its first run then loads and bootstraps nothing again."""
+    import streamlit as st
+
+    from restorelab.dashboard import ui
+
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    calls = {"load_run_data": 0, "leaderboard_tables": 0}
+    for name in calls:
+        real = getattr(data, name)
+
+        def counted(*args, _real=real, _name=name, **kwargs):
+            calls[_name] += 1
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(data, name, counted)
+    ui.warm_up([str(run_a)])
+    assert calls == {"load_run_data": 1, "leaderboard_tables": 1}
+    app = _app(monkeypatch, run_a)
+    _clean(app)
+    assert calls == {"load_run_data": 1, "leaderboard_tables": 1}
+    assert len(app.dataframe) == len(METRICS)
+    st.cache_data.clear()
+    st.cache_resource.clear()

@@ -136,6 +136,9 @@ def test_every_page_in_headless_chromium(photo_folder: Path, tmp_path: Path) -> 
             page.get_by_role("heading", name="Leaderboard").wait_for(timeout=60_000)
             page.locator("[data-testid='stDataFrame'] canvas").first.wait_for(timeout=60_000)
             _check(page, "leaderboard", shots)
+            # a local, offline tool: no "Deploy" button (to an online service) in the toolbar
+            assert page.locator("[data-testid='stAppDeployButton']").count() == 0
+            assert page.get_by_role("button", name="Deploy").count() == 0
             page.get_by_text("Worst images of wavelet →").click()
             page.get_by_role("heading", name="Failure analysis").wait_for(timeout=60_000)
             _check(page, "leaderboard_to_failures", shots)
@@ -166,6 +169,14 @@ def test_every_page_in_headless_chromium(photo_folder: Path, tmp_path: Path) -> 
                 _check(page, url, shots)
                 click()
                 _check(page, f"{url}_clicked", shots)
+            # the breakdown map's link opens the worst images of its hardest broken cell
+            page.goto(f"{base}/breakdown")
+            page.get_by_role("heading", name="Breakdown map").wait_for(timeout=60_000)
+            _settle(page)
+            page.get_by_text("in this cell →").click()
+            page.get_by_role("heading", name="Failure analysis").wait_for(timeout=60_000)
+            _check(page, "breakdown_to_failures", shots)
+            assert "cell=" in page.url
             charts = page.locator("[data-testid*='VegaLiteChart']")
             page.goto(f"{base}/curves")
             page.get_by_role("heading", name="Severity curves").wait_for(timeout=60_000)

@@ -31,9 +31,9 @@ else:
     st.write(
         f"Mean gain of **{restorer}** over the degraded input in **{metric}** (positive: it "
         f"helps; oriented by the metric's direction), per cell; severity 0 means the op is "
-        "absent. Cells marked ✕ are broken: the gain's 95 % CI reaches 0 or below. The black "
-        f"line is the breakdown frontier: for each {pair[0]} level, the first {pair[1]} level "
-        "at which the restorer is broken."
+        "absent. Cells marked ✕ are broken: the gain's 95 % CI reaches 0 or below. The breakdown "
+        f"frontier is outlined in black and joined by a dashed line: for each {pair[0]} level, "
+        f"the first {pair[1]} level at which the restorer is broken."
     )
     extent = float(max(abs(gains["gain"].min()), abs(gains["gain"].max()), 1e-9))
     digits = ui.digits_for(gains["gain"])
@@ -62,7 +62,6 @@ else:
                 alt.Tooltip("gain:Q", format="+.4f"),
                 alt.Tooltip("gain_low:Q", format="+.4f"),
                 alt.Tooltip("gain_high:Q", format="+.4f"),
-                alt.Tooltip("p:Q", format=".3g"),
                 "images",
                 "broken",
             ],
@@ -78,11 +77,37 @@ else:
             color=alt.condition("datum.dark", alt.value("white"), alt.value("black")),
         )
     )
-    layers = [heat, text]
-    if not line.empty:
+    layers = [heat]
+    if not line.empty:  # the frontier's cells outlined and joined, under the labels
         edge = alt.Chart(line).encode(x=x, y=y, order="level_a:Q")
-        layers += [edge.mark_line(color="black", strokeWidth=3), edge.mark_point(color="black")]
+        layers += [
+            edge.mark_rect(filled=False, stroke="black", strokeWidth=3),
+            edge.mark_line(color="black", strokeWidth=2, strokeDash=[6, 4]),
+        ]
+    layers.append(text)
     st.altair_chart(alt.layer(*layers).properties(height=420), width="stretch")
+    # the images behind a cell: broken cells first, hardest first
+    order = gains.assign(_hard=gains["level_a"] + gains["level_b"]).sort_values(
+        ["broken", "_hard", "level_a"], ascending=False, kind="stable"
+    )
+    names = [f"{d} · {s}" for d, s in zip(order["degradation"], order["severity"], strict=True)]
+    shown = [
+        f"{pair[0]} {a} × {pair[1]} {b}" + (" ✕ broken" if broken else "")
+        for a, b, broken in zip(order["level_a"], order["level_b"], order["broken"], strict=True)
+    ]
+    pick, link = st.columns([3, 2], vertical_alignment="bottom")
+    target = pick.selectbox(
+        "Cell to inspect",
+        range(len(names)),
+        format_func=lambda i: shown[i],
+        key="map_cell",
+        help="Broken cells (✕) first, the hardest first.",
+    )
+    link.page_link(
+        "views/failures.py",
+        label=f"Worst images of {restorer} in this cell →",
+        query_params={"restorer": restorer, "cell": names[target], "metric": metric},
+    )
     with st.expander("Cells"):
         st.dataframe(gains.drop(columns="label"), hide_index=True, width="stretch")
 

@@ -78,7 +78,7 @@ histogram = (
     .mark_bar()
     .encode(
         x=alt.X("diff:Q", bin=alt.Bin(maxbins=30), title=f"{a} − {b} per image ({metric})"),
-        y=alt.Y("count():Q", title="images"),
+        y=alt.Y("count():Q", title="images", axis=alt.Axis(tickMinStep=1, format="d")),
     )
 )
 rule = alt.Chart(pd.DataFrame({"x": [0.0]})).mark_rule(color="black").encode(x="x:Q")

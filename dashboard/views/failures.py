@@ -17,7 +17,15 @@ cells = (
     frame[["degradation", "severity"]].drop_duplicates().sort_values(["degradation", "severity"])
 )
 ALL, EXTREME = "all cells", f"all extreme levels ({data.EXTREME_FROM}–10)"
-options = [EXTREME, ALL, *[f"{d} · {s}" for d, s in cells.itertuples(index=False)]]
+extreme = data.extreme_rows(frame)
+options = [ALL, *[f"{d} · {s}" for d, s in cells.itertuples(index=False)]]
+if not extreme.empty:
+    options.insert(0, EXTREME)
+elif params.get("cells") == "extreme":  # a link from the leaderboard on a run of mild levels
+    st.info(
+        f"This run has no cells at the extreme levels ({data.EXTREME_FROM}–10), so the worst "
+        "images over all its cells are shown."
+    )
 top = st.columns([2, 3, 2, 2, 1])
 restorer = top[0].selectbox(
     "Restorer",
@@ -25,8 +33,17 @@ restorer = top[0].selectbox(
     index=restorers.index(wanted) if wanted in restorers else ui.default_restorer(restorers),
     key="fail_restorer",
 )
-cell = top[1].selectbox("Cell", options, index=0 if params.get("cells") != "all" else 1)
-metric = top[2].selectbox("Metric", ctx.metrics, key="fail_metric")
+if params.get("cell") in options:  # a link to one cell (from the breakdown map)
+    opened = options.index(params.get("cell"))
+else:
+    opened = options.index(ALL) if params.get("cells") == "all" else 0
+cell = top[1].selectbox("Cell", options, index=opened)
+metric = top[2].selectbox(
+    "Metric",
+    ctx.metrics,
+    index=ctx.metrics.index(params["metric"]) if params.get("metric") in ctx.metrics else 0,
+    key="fail_metric",
+)
 rank_by = top[3].radio(
     "Rank by",
     ["loss vs input", "metric"],
@@ -37,14 +54,14 @@ rank_by = top[3].radio(
 k = top[4].number_input("k", min_value=1, max_value=50, value=6, key="fail_k")
 
 if cell == EXTREME:
-    rows = data.extreme_rows(frame)
+    rows = extreme
 elif cell == ALL:
     rows = frame
 else:
     degradation, severity = cell.rsplit(" · ", 1)
     rows = frame[(frame["degradation"] == degradation) & (frame["severity"] == int(severity))]
 if rows.empty:
-    st.info("The run has no cells at the extreme levels; pick another cell.")
+    st.info("No rows in this cell; pick another cell.")
     st.stop()
 worst = data.worst_rows(
     rows, restorer, metric, ctx.directions, by="loss" if rank_by.startswith("loss") else "metric",

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from restorelab.dashboard import ui
+from restorelab.dashboard import data, ui
 
 ctx = ui.context()
 st.title("Leaderboard")
@@ -77,11 +77,21 @@ if conventions:
             st.markdown(f"- **{name}** ({arrow} is better): {meta.get('convention', '')}")
 
 st.subheader("Where does each restorer fail?")
-st.write("The worst images of each restorer at the extreme levels (severity 6–10):")
+extreme = ui.has_extreme_levels(ctx)
+if extreme:
+    st.write(
+        f"The worst images of each restorer at the extreme levels (severity "
+        f"{data.EXTREME_FROM}–10), as LQ | restored | GT:"
+    )
+else:
+    st.write(
+        f"The worst images of each restorer over all cells (this run has no extreme levels, "
+        f"severity {data.EXTREME_FROM}–10), as LQ | restored | GT:"
+    )
 cols = st.columns(min(4, max(1, frame["restorer"].nunique())))
 for i, restorer in enumerate(sorted(frame["restorer"].astype(str).unique())):
     cols[i % len(cols)].page_link(
         "views/failures.py",
         label=f"Worst images of {restorer} →",
-        query_params={"restorer": restorer, "cells": "extreme"},
+        query_params={"restorer": restorer, "cells": "extreme" if extreme else "all"},
     )

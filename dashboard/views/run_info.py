@@ -5,7 +5,6 @@ import json
 import pandas as pd
 import streamlit as st
 
-from restorelab.benchmark import stats
 from restorelab.dashboard import data, ui
 
 ctx = ui.context()
@@ -15,11 +14,12 @@ for run in ctx.runs:
     info = run.info
     st.caption(f"`{run.path}` · fingerprint `{data.run_fingerprint(run.path)}`")
     rows, failed = len(run.frame), len(run.errors)
+    tables = ui.run_tables(run)
     c = st.columns(4)
     c[0].metric("result rows", rows)
     c[1].metric("failed rows", failed)
-    c[2].metric("images", run.frame["image_id"].nunique() if rows else 0)
-    c[3].metric("restorers", run.frame["restorer"].nunique() if rows else 0)
+    c[2].metric("images", tables["images"])
+    c[3].metric("restorers", tables["restorers"])
     if not info:
         st.warning(
             "This run has no run.json: its spec (corpus, grid, restorers, metric conventions) is "
@@ -84,19 +84,17 @@ for run in ctx.runs:
             st.markdown("**Invocations**")
             st.dataframe(pd.DataFrame(invocations), hide_index=True, width="stretch")
     st.subheader("Timings")
-    timing = data.timing_table(pd.concat([run.frame, run.errors], ignore_index=True))
-    if timing.empty:
+    if tables["timing"].empty:
         st.caption("No timings recorded.")
     else:
-        st.dataframe(timing, hide_index=True, width="stretch")
+        st.dataframe(tables["timing"], hide_index=True, width="stretch")
     st.subheader("Coverage")
-    everything = pd.concat([run.frame, run.errors], ignore_index=True)
-    if not everything.empty:
-        st.dataframe(stats.coverage(everything), hide_index=True, width="stretch")
+    if tables["coverage"] is not None:
+        st.dataframe(tables["coverage"], hide_index=True, width="stretch")
     st.subheader("Errors")
     if run.errors.empty:
         st.success("No failed cells.")
     else:
-        st.dataframe(stats.failures(everything), hide_index=True, width="stretch")
+        st.dataframe(tables["failures"], hide_index=True, width="stretch")
         cols = [c for c in [*data.CELL, "restorer", "error"] if c in run.errors.columns]
         st.dataframe(run.errors[cols], hide_index=True, width="stretch")
