@@ -55,13 +55,16 @@ per side (7 % gives overlap 0.74), mirror images, strong tone changes that clip 
 (+25 % brightness on a page scan), and pairs whose hashes differ by more than the radius.
 
 Fingerprint once per image (about 4.2 KB each) and group later, in another process if need
-be.
+be; :class:`ThumbnailStore` and :func:`group_store` group a pool whose fingerprints do not
+fit in memory (only the 64-bit hashes stay there).
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+import os
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import cv2
@@ -98,12 +101,20 @@ _COARSE_MIN = 0.3
 _BAND = (0.5, 1.5)
 # Bounds of the fitted model: scale, and where the middle of B lands in A ([0, 1] units).
 _SCALE_BOUNDS, _CENTRE_BOUNDS = (0.6, 1.6), (0.1, 0.9)
-# Pairs aligned per batch (about 100 MB of working memory).
-_BATCH = 256
+# Pairs aligned per batch (about 25 MB of working memory; the scores do not depend on it:
+# 64, 100, 128 and 256 gave bit-identical scores, and smaller batches run faster).
+_BATCH = 64
 # Elements of the XOR block in the candidate search (uint64: 32 MB).
 _BLOCK_ELEMENTS = 1 << 22
-# Candidate pairs per prefilter chunk.
-_PREFILTER_CHUNK = 1 << 16
+# Candidate pairs per prefilter chunk (two gathered 256-float rows each: 16 MB).
+_PREFILTER_CHUNK = 1 << 13
+# Side of the square tiles of the streamed candidate search (1024² hashes: 8 MB of XOR, and
+# the prefilter vectors of 2 × 1024 images: 2 MB).
+_TILE = 1024
+# Candidate pairs aligned per chunk (their thumbnails are fetched per chunk).
+_SCORE_CHUNK = 1024
+# Pairs buffered before a pair spool writes them to its file.
+_SPOOL_BUFFER = 1 << 16
 
 
 @dataclass(frozen=True, eq=False)
@@ -296,16 +307,23 @@ def find_duplicate_groups(
 
     Notes
     -----
-    Cost: all n²/2 hash pairs are compared (see :func:`hamming_pairs`: 0.2 s for 10 000
-    fingerprints, 5.5 s for 50 000); each candidate costs about 1.5 µs in the prefilter,
-    and each survivor 0.3–0.6 ms to align (the more for copies, which reach the last level)
-    on a busy two-core machine. With 1.5 % of unrelated pairs within 22 bits and about 2 %
-    of those passing the prefilter, 100 000 photos mean some 75 million candidates (about
-    2 minutes) and 1.5 million alignments (about 10 minutes); lower the radius to trade
-    recall for time. Survivors are aligned only while they can still join two groups, so
-    a photo with k copies costs k − 1 alignments rather than k(k − 1)/2 (closest hashes
-    first; the groups are the same). Fingerprints with equal hash and thumbnail are
-    duplicates outright (flat images of one grey level included).
+    Cost: all n²/2 hash pairs are compared, tile by tile (about 150 million pairs a
+    second on one core: 0.3 s for 10 000 fingerprints, 35 s for 100 000), and the pairs
+    within the radius go through the prefilter as each tile is compared (about 1.5 µs
+    each), so only the survivors are ever kept (9 bytes each; in files with
+    :func:`group_store`); each survivor then costs 0.3–0.6 ms to align (the more for
+    copies, which reach the last level) on a busy two-core machine, spread over
+    ``workers`` threads. With 1.5 % of unrelated pairs within 22 bits and about 2 % of
+    those passing the prefilter, 100 000 photos mean some 75 million candidates (about 2
+    minutes) and 1.5 million alignments (about 10 minutes); crops of a few photos pass the
+    prefilter more often (9 % on the pool of ``benchmarks/curation_pool.py``). Lower the
+    radius to trade recall for time. Survivors are aligned only while they can still join
+    two groups, so a photo with k copies costs k − 1 alignments rather than k(k − 1)/2
+    (closest hashes first; the groups are the same). Fingerprints with equal hash and
+    thumbnail are duplicates outright (flat images of one grey level included). Memory:
+    the fingerprints, one tile of hashes and prefilter vectors, the survivors (in memory
+    here; see :func:`group_store` for files) and the thumbnails of one chunk of pairs per
+    thread.
 
     Examples
     --------
@@ -318,6 +336,52 @@ def find_duplicate_groups(
     for k, fp in enumerate(fingerprints):
         if not isinstance(fp, Fingerprint):
             raise TypeError(f"fingerprints[{k}] is a {type(fp).__name__}, not a Fingerprint")
+    return group_store(
+        _MemoryStore(fingerprints),
+        np.arange(len(fingerprints)),
+        hamming_radius=hamming_radius,
+        min_similarity=min_similarity,
+        min_overlap=min_overlap,
+        progress=progress,
+    )
+
+
+def group_store(
+    store: ThumbnailStore | Any,
+    members: np.ndarray,
+    *,
+    hamming_radius: int = DEFAULT_HAMMING_RADIUS,
+    min_similarity: float = DEFAULT_MIN_SIMILARITY,
+    min_overlap: float = DEFAULT_MIN_OVERLAP,
+    progress: bool = False,
+    spool_dir: str | os.PathLike | None = None,
+    stats: dict | None = None,
+    workers: int = 1,
+) -> list[list[int]]:
+    """:func:`find_duplicate_groups` of the images ``members`` of a :class:`ThumbnailStore`,
+    in memory that does not grow with their number.
+
+    The candidate search runs tile by tile (:data:`_TILE` × :data:`_TILE` hashes, upper
+    triangle): each tile's pairs within ``hamming_radius`` go through the prefilter at once,
+    with the prefilter vectors of the tile's rows and columns read from the store, and only
+    the survivors are kept — in pair spools, one per Hamming distance, written to files
+    under ``spool_dir`` (in memory when None), 9 bytes a pair. The alignment then reads the
+    spools closest hashes first, and fetches the thumbnails of each chunk of
+    :data:`_SCORE_CHUNK` pairs. Each pair's verdict depends on that pair only, so the groups
+    are those of :func:`find_duplicate_groups` on the same fingerprints.
+
+    Parameters
+    ----------
+    members : array of int
+        Indices into ``store``, ascending; the returned groups hold positions in
+        ``members`` (as :func:`find_duplicate_groups` holds indices into its list).
+    workers : int, default 1
+        Threads that align candidate pairs (the groups do not depend on it).
+    stats : dict, optional
+        Filled with the counts: ``images``, ``hash_comparisons``, ``candidates`` (pairs within
+        the radius), ``prefilter_passed``, ``aligned``, ``confirmed``, ``rounds`` and
+        ``groups``.
+    """
     if isinstance(hamming_radius, bool) or not isinstance(hamming_radius, (int, np.integer)):
         raise TypeError(f"hamming_radius must be an int, got {hamming_radius!r}")
     if not 0 <= hamming_radius <= 64:
@@ -328,32 +392,76 @@ def find_duplicate_groups(
         raise ValueError(f"min_overlap must be in [0, 1], got {min_overlap}")
     from tqdm.auto import tqdm
 
-    hashes = np.array([int(fp.phash) for fp in fingerprints], dtype=np.uint64)
-    with tqdm(
-        total=len(hashes), desc="near duplicates: candidates", unit="img", disable=not progress
-    ) as bar:
-        pairs = hamming_pairs(hashes, hamming_radius, bar=bar)
-        pairs = pairs[_prefilter(fingerprints, pairs) >= _PREFILTER_MIN]
-    with tqdm(
-        total=len(pairs), desc="near duplicates: align", unit="pair", disable=not progress
-    ) as bar:
-        confirmed = _confirmed_pairs(
-            fingerprints, hashes, pairs, min_similarity, min_overlap, bar=bar
-        )
-        bar.update(bar.total - bar.n)  # pairs settled without aligning (already joined)
-    return _groups(len(fingerprints), confirmed)
+    members = np.asarray(members, np.int64).ravel()
+    if len(members) > 1 and not (np.diff(members) > 0).all():
+        raise ValueError("members must be ascending and distinct")
+    stats = {} if stats is None else stats
+    m = len(members)
+    stats.update(images=m, hash_comparisons=m * (m - 1) // 2, candidates=0)
+    survivors = _PairSpools(spool_dir, "survivors")
+    try:
+        with tqdm(
+            total=m * (m - 1) // 2,
+            desc="near duplicates: candidates",
+            unit="pair",
+            unit_scale=True,
+            disable=not progress,
+        ) as bar:
+            _candidates(store, members, int(hamming_radius), survivors, stats, bar)
+        stats["prefilter_passed"] = len(survivors)
+        with tqdm(
+            total=len(survivors), desc="near duplicates: align", unit="pair", disable=not progress
+        ) as bar:
+            parent = _join_confirmed(
+                store,
+                members,
+                survivors,
+                min_similarity,
+                min_overlap,
+                stats,
+                bar,
+                spool_dir,
+                max(1, int(workers)),
+            )
+    finally:
+        survivors.close()
+    groups = _components(parent)
+    stats["groups"] = len(groups)
+    return groups
 
 
-def _confirmed_pairs(
-    fingerprints: Sequence[Fingerprint],
-    hashes: np.ndarray,
-    pairs: np.ndarray,
-    min_similarity: float,
-    min_overlap: float,
-    *,
-    bar: Any = None,
-) -> np.ndarray:
-    """Enough of the confirmed candidate pairs to make the groups.
+def _candidates(store, members, radius: int, survivors, stats: dict, bar) -> None:
+    """Stream the pairs within ``radius`` that pass the prefilter into ``survivors``."""
+    hashes = store.phashes[members]
+    m = len(members)
+    for r0 in range(0, m, _TILE):
+        r1 = min(m, r0 + _TILE)
+        rows = store.vectors(members[r0:r1])
+        for c0 in range(r0, m, _TILE):
+            c1 = min(m, c0 + _TILE)
+            cols = rows if c0 == r0 else store.vectors(members[c0:c1])
+            distance = np.bitwise_count(hashes[r0:r1, None] ^ hashes[None, c0:c1])
+            close = distance <= radius
+            if c0 == r0:
+                close &= np.triu(np.ones(close.shape, bool), k=1)
+            i, j = np.nonzero(close)
+            stats["candidates"] += len(i)
+            if len(i):
+                pre = _dot_rows(rows, cols, i, j)
+                a, b = members[r0 + i], members[c0 + j]
+                pre[_identical(store, a, b)] = 1.0
+                keep = pre >= _PREFILTER_MIN
+                survivors.add(i[keep] + r0, j[keep] + c0, distance[i[keep], j[keep]])
+            done = (r1 - r0) * (c1 - c0)
+            if c0 == r0:
+                done = (r1 - r0) * (r1 - r0 - 1) // 2
+            bar.update(done)
+
+
+def _join_confirmed(
+    store, members, survivors, min_similarity, min_overlap, stats: dict, bar, spool_dir, workers
+) -> list[int]:
+    """Union-find forest of the confirmed survivor pairs (positions in ``members``).
 
     A group of k copies has k(k − 1)/2 candidate pairs but needs only k − 1 confirmed ones,
     and confirming a pair whose images are already joined changes no group. So candidates
@@ -362,13 +470,11 @@ def _confirmed_pairs(
     of the candidates left), then joins the confirmed ones; pairs already joined are dropped.
     Each pair's score depends on that pair only, so the groups are those of scoring every
     candidate. When under half of a round is confirmed (candidates are mostly different
-    photos), the rest is scored at once, as rounds would not save work.
+    photos), the rest is scored at once, as rounds would not save work. The bar counts the
+    pairs aligned, as they are (its rate is then the alignment's, so the ETA holds), and
+    jumps to its end for the pairs found joined without aligning.
     """
-    if len(pairs) == 0:
-        return pairs
-    distance = np.bitwise_count(hashes[pairs[:, 0]] ^ hashes[pairs[:, 1]])
-    remaining = pairs[np.argsort(distance, kind="stable")].tolist()
-    parent = list(range(len(fingerprints)))
+    parent = list(range(len(members)))
 
     def root(forest: list[int], i: int) -> int:
         while forest[i] != i:
@@ -376,34 +482,161 @@ def _confirmed_pairs(
             i = forest[i]
         return i
 
-    found: list[np.ndarray] = []
-    optimistic = True
-    while remaining:
-        trial, batch, rest = parent.copy(), [], []
-        for i, j in remaining:
-            if root(parent, i) == root(parent, j):
-                continue  # joined already
-            ti, tj = root(trial, i), root(trial, j)
-            if optimistic and ti == tj:
-                rest.append((i, j))  # joined too if this round's pairs are confirmed
-                continue
-            trial[max(ti, tj)] = min(ti, tj)
-            batch.append((i, j))
-        if not batch:
-            break
-        scored = np.array(batch, dtype=np.int64)
-        sims, overlaps = _score_pairs(fingerprints, scored)
-        if bar is not None:
-            bar.update(min(len(batch), bar.total - bar.n))
-        good = scored[(sims >= min_similarity) & (overlaps >= min_overlap)]
-        found.append(good)
-        for i, j in good.tolist():
-            ri, rj = root(parent, i), root(parent, j)
-            if ri != rj:
-                parent[max(ri, rj)] = min(ri, rj)
-        optimistic = 2 * len(good) >= len(batch)
+    stats.update(aligned=0, confirmed=0, rounds=0)
+    remaining, optimistic = survivors, True
+    while len(remaining):
+        stats["rounds"] += 1
+        trial = parent.copy()
+        batch, rest = _PairSpools(spool_dir, "batch"), _PairSpools(spool_dir, "rest")
+        try:
+            for ci, cj, distance in remaining.chunks():
+                take_i, take_j, rest_i, rest_j = [], [], [], []
+                for i, j in zip(ci.tolist(), cj.tolist(), strict=True):
+                    if root(parent, i) == root(parent, j):
+                        continue  # joined already
+                    ti, tj = root(trial, i), root(trial, j)
+                    if optimistic and ti == tj:
+                        rest_i.append(i)  # joined too if this round's pairs are confirmed
+                        rest_j.append(j)
+                        continue
+                    trial[max(ti, tj)] = min(ti, tj)
+                    take_i.append(i)
+                    take_j.append(j)
+                batch.add(np.array(take_i, np.int64), np.array(take_j, np.int64), distance)
+                rest.add(np.array(rest_i, np.int64), np.array(rest_j, np.int64), distance)
+            if remaining is not survivors:
+                remaining.close()
+            if not len(batch):
+                rest.close()
+                break
+            good_count = 0
+            for ci, cj, sims, overlaps in _scored(store, members, batch, workers):
+                good = (sims >= min_similarity) & (overlaps >= min_overlap)
+                good_count += int(good.sum())
+                for i, j in zip(ci[good].tolist(), cj[good].tolist(), strict=True):
+                    ri, rj = root(parent, i), root(parent, j)
+                    if ri != rj:
+                        parent[max(ri, rj)] = min(ri, rj)
+                bar.update(min(len(ci), bar.total - bar.n))
+            stats["aligned"] += len(batch)
+            stats["confirmed"] += good_count
+            optimistic = 2 * good_count >= len(batch)
+        finally:
+            batch.close()
         remaining = rest
-    return np.concatenate(found) if found else pairs[:0]
+    bar.update(bar.total - bar.n)
+    return [root(parent, i) for i in range(len(parent))]
+
+
+def _scored(store, members: np.ndarray, batch: _PairSpools, workers: int):
+    """(i, j, similarity, overlap) of the batch's pairs, chunk by chunk, in order; scored on
+    ``workers`` threads (the alignment's batched NumPy work releases the GIL; each pair's
+    score depends on that pair only, so the scores are those of one thread)."""
+
+    def score(ci: np.ndarray, cj: np.ndarray):
+        sims, overlaps = _score_pairs(store, np.stack([members[ci], members[cj]], axis=1))
+        return ci, cj, sims, overlaps
+
+    chunks = ((ci, cj) for ci, cj, _ in batch.chunks(_SCORE_CHUNK))
+    if workers <= 1:
+        yield from (score(ci, cj) for ci, cj in chunks)
+        return
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(workers, thread_name_prefix="align") as pool:
+        in_flight: deque = deque()
+        for ci, cj in chunks:
+            in_flight.append(pool.submit(score, ci, cj))
+            if len(in_flight) > 2 * workers:
+                yield in_flight.popleft().result()
+        while in_flight:
+            yield in_flight.popleft().result()
+
+
+def _components(roots: list[int]) -> list[list[int]]:
+    """Groups of two or more positions sharing a root, each sorted, the list sorted."""
+    if not roots:
+        return []
+    roots_arr = np.asarray(roots, np.int64)
+    order = np.argsort(roots_arr, kind="stable")
+    bounds = np.flatnonzero(np.diff(roots_arr[order])) + 1
+    groups = [g.tolist() for g in np.split(order, bounds) if len(g) > 1]
+    return sorted(groups)
+
+
+class _PairSpools:
+    """Pairs (i, j) by Hamming distance, in files under ``folder`` (in memory when None).
+
+    :meth:`chunks` yields them distance by distance, closest first, in the order added.
+    """
+
+    def __init__(self, folder: str | os.PathLike | None, name: str) -> None:
+        self.folder = None if folder is None else Path(folder)
+        self.name = name
+        self._buffers: dict[int, list[np.ndarray]] = {}
+        self._buffered: dict[int, int] = {}
+        self._files: dict[int, Any] = {}
+        self._count = 0
+        if self.folder is not None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+
+    def __len__(self) -> int:
+        return self._count
+
+    def add(self, i: np.ndarray, j: np.ndarray, distance: np.ndarray | int) -> None:
+        if len(i) == 0:
+            return
+        distance = np.broadcast_to(np.asarray(distance, np.uint8), i.shape)
+        self._count += len(i)
+        for d in np.unique(distance).tolist():
+            pick = distance == d
+            record = np.stack([i[pick], j[pick]], axis=1).astype(np.int32)
+            self._buffers.setdefault(d, []).append(record)
+            self._buffered[d] = self._buffered.get(d, 0) + len(record)
+            if self.folder is not None and self._buffered[d] >= _SPOOL_BUFFER:
+                self._flush(d)
+
+    def _flush(self, d: int) -> None:
+        if not self._buffers.get(d):
+            return
+        if d not in self._files:
+            path = self.folder / f"{self.name}-{id(self)}-{d:02d}.i32"
+            self._files[d] = open(path, "w+b")  # noqa: SIM115
+        self._files[d].write(np.concatenate(self._buffers[d]).tobytes())
+        self._buffers[d], self._buffered[d] = [], 0
+
+    def chunks(self, size: int = _SPOOL_BUFFER):
+        """(i, j, distance) arrays of at most ``size`` pairs, closest hashes first."""
+        for d in sorted(set(self._buffers) | set(self._files)):
+            if d in self._files:
+                self._flush(d)
+                handle = self._files[d]
+                handle.flush()
+                handle.seek(0)
+                while True:
+                    raw = handle.read(size * 8)
+                    if not raw:
+                        break
+                    pairs = np.frombuffer(raw, np.int32).reshape(-1, 2).astype(np.int64)
+                    yield pairs[:, 0], pairs[:, 1], d
+            else:
+                pairs = (
+                    np.concatenate(self._buffers[d]).astype(np.int64)
+                    if self._buffers[d]
+                    else np.empty((0, 2), np.int64)
+                )
+                for start in range(0, len(pairs), size):
+                    part = pairs[start : start + size]
+                    yield part[:, 0], part[:, 1], d
+
+    def close(self) -> None:
+        """Delete the files and buffers."""
+        for handle in self._files.values():
+            path = Path(handle.name)
+            handle.close()
+            path.unlink(missing_ok=True)
+        self._files, self._buffers, self._buffered = {}, {}, {}
 
 
 def score_pairs(fingerprints: Sequence[Fingerprint], pairs) -> list[PairScore]:
@@ -419,8 +652,9 @@ def score_pairs(fingerprints: Sequence[Fingerprint], pairs) -> list[PairScore]:
     pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
     if len(pairs) and (pairs.min() < 0 or pairs.max() >= len(fingerprints)):
         raise IndexError(f"pairs must index {len(fingerprints)} fingerprints")
-    sims, overlaps = _score_pairs(fingerprints, pairs)
-    prefilter = _prefilter(fingerprints, pairs)
+    store = _MemoryStore(fingerprints)
+    sims, overlaps = _score_pairs(store, pairs)
+    prefilter = _prefilter(store, pairs)
     hashes = [int(fp.phash) for fp in fingerprints]
     return [
         PairScore((hashes[i] ^ hashes[j]).bit_count(), float(pre), float(sim), float(ov))
@@ -510,14 +744,22 @@ def choose_keeper(
         raw = info[i].get(key)
         return None if raw is None else float(raw)
 
+    # the sharpest and the least noisy member of each size (pixel count), once: O(k)
+    sharpest: dict[float, float] = {}
+    least_noisy: dict[float, float] = {}
+    for j in members:
+        size = pixels(j)
+        if (v := value(j, "sharpness")) is not None:
+            sharpest[size] = max(sharpest.get(size, -np.inf), v)
+        if (v := value(j, "noise_sigma")) is not None:
+            least_noisy[size] = min(least_noisy.get(size, np.inf), v)
+
     def degradations(i: int) -> int:
-        peers = [j for j in members if pixels(j) == pixels(i)]
-        sharp = [v for j in peers if (v := value(j, "sharpness")) is not None]
-        noise = [v for j in peers if (v := value(j, "noise_sigma")) is not None]
         mine_sharp, mine_noise = value(i, "sharpness"), value(i, "noise_sigma")
-        blurred = mine_sharp is not None and mine_sharp < max(sharp) - KEEPER_BLUR_MARGIN
+        size = pixels(i)
+        blurred = mine_sharp is not None and mine_sharp < sharpest[size] - KEEPER_BLUR_MARGIN
         noisy = mine_noise is not None and mine_noise > (
-            KEEPER_NOISE_FACTOR * min(noise) + KEEPER_NOISE_MARGIN
+            KEEPER_NOISE_FACTOR * least_noisy[size] + KEEPER_NOISE_MARGIN
         )
         return int(blurred) + int(noisy)
 
@@ -558,43 +800,174 @@ def _shrink(stack: np.ndarray, size: int) -> np.ndarray:
     return np.stack([cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA) for img in stack])
 
 
-def _thumbs(fingerprints: Sequence[Fingerprint], index: np.ndarray) -> np.ndarray:
-    return np.stack([fingerprints[k].thumb for k in index.tolist()]).astype(np.float32)
+def prefilter_vectors(thumbs: np.ndarray) -> np.ndarray:
+    """The vectors whose dot products are the prefilter correlations, (N, 256) float32.
+
+    Of each (64, 64) ``uint8`` thumbnail: shrunk to 16×16 (area), blurred (σ 1 px),
+    normalised to zero mean and unit RMS, divided by 16. Each row depends on its own
+    thumbnail only, so the rows can be computed once per image and stored.
+    """
+    thumbs = np.asarray(thumbs).reshape(-1, THUMB_SIZE, THUMB_SIZE).astype(np.float32)
+    if len(thumbs) == 0:
+        return np.empty((0, _PREFILTER_SIZE * _PREFILTER_SIZE), np.float32)
+    small = _shrink(thumbs, _PREFILTER_SIZE)
+    return _normalise(_blur(small, 1.0)).reshape(len(thumbs), -1) / _PREFILTER_SIZE
 
 
-def _prefilter(fingerprints: Sequence[Fingerprint], pairs: np.ndarray) -> np.ndarray:
-    """Unaligned correlation of the 16×16 blurred thumbnails of each pair."""
+def _dot_rows(va: np.ndarray, vb: np.ndarray, ia: np.ndarray, ib: np.ndarray) -> np.ndarray:
+    """``va[ia[k]] · vb[ib[k]]`` for every k, in chunks (float32 sums, as float64)."""
+    out = np.empty(len(ia))
+    for start in range(0, len(ia), _PREFILTER_CHUNK):
+        a, b = ia[start : start + _PREFILTER_CHUNK], ib[start : start + _PREFILTER_CHUNK]
+        out[start : start + len(a)] = np.einsum("pk,pk->p", va[a], vb[b])
+    return out
+
+
+class ThumbnailStore:
+    """Fingerprints of many images, of which only the hashes stay in memory.
+
+    Near-duplicate grouping needs, for every image, its pHash (8 bytes, held in memory), its
+    prefilter vector (1 KB) for every candidate pair, and its thumbnail (4 KB) only for the
+    pairs that are aligned. This store keeps the vectors and thumbnails in two files under
+    ``folder`` (appended in index order, read back with positioned reads: no memory map, so
+    they never count in the process's resident memory) and fetches them per block of
+    candidate pairs. Index ``k`` is the ``k``-th :meth:`append` (``None`` for an image
+    without a fingerprint: a placeholder that is never a member).
+    """
+
+    _CHUNK = 4096
+
+    def __init__(self, folder: str | os.PathLike) -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._thumbs = open(self.folder / "thumbs.u8", "w+b")  # noqa: SIM115
+        self._vectors = open(self.folder / "prefilter.f32", "w+b")  # noqa: SIM115
+        self._hashes = np.zeros(self._CHUNK, np.uint64)
+        self._count = 0
+        self._pending: list[np.ndarray] = []
+        self._pending_from = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    @property
+    def phashes(self) -> np.ndarray:
+        """The 64-bit hashes, ``uint64`` (0 for placeholders)."""
+        return self._hashes[: self._count]
+
+    def append(self, fp: Fingerprint | None) -> int:
+        """Add one image's fingerprint (or a placeholder); returns its index."""
+        if self._count == len(self._hashes):
+            self._hashes = np.concatenate([self._hashes, np.zeros_like(self._hashes)])
+        thumb = np.zeros((THUMB_SIZE, THUMB_SIZE), np.uint8) if fp is None else fp.thumb
+        self._hashes[self._count] = 0 if fp is None else int(fp.phash)
+        self._pending.append(thumb)
+        self._count += 1
+        if len(self._pending) >= 256:
+            self.flush()
+        return self._count - 1
+
+    def flush(self) -> None:
+        """Write the thumbnails and prefilter vectors appended since the last flush."""
+        if not self._pending:
+            return
+        thumbs = np.stack(self._pending)
+        self._thumbs.seek(self._pending_from * THUMB_SIZE * THUMB_SIZE)
+        self._thumbs.write(thumbs.tobytes())
+        self._vectors.seek(self._pending_from * _PREFILTER_SIZE * _PREFILTER_SIZE * 4)
+        self._vectors.write(prefilter_vectors(thumbs).astype(np.float32).tobytes())
+        self._pending_from += len(self._pending)
+        self._pending = []
+
+    def _rows(self, handle, width: int, dtype, index: np.ndarray) -> np.ndarray:
+        self.flush()
+        handle.flush()
+        index = np.asarray(index, np.int64).ravel()
+        item = width * np.dtype(dtype).itemsize
+        out = np.empty((len(index), width), dtype)
+        if len(index) == 0:
+            return out
+        lo, hi = int(index.min()), int(index.max()) + 1
+        fd = handle.fileno()
+        if hi - lo <= 4 * len(index):  # one read of the span, then pick
+            span = np.frombuffer(os.pread(fd, (hi - lo) * item, lo * item), dtype)
+            out[:] = span.reshape(hi - lo, width)[index - lo]
+        else:
+            for k, i in enumerate(index.tolist()):
+                out[k] = np.frombuffer(os.pread(fd, item, i * item), dtype)
+        return out
+
+    def thumbs(self, index: np.ndarray) -> np.ndarray:
+        """The (k, 64, 64) ``uint8`` thumbnails of images ``index``."""
+        rows = self._rows(self._thumbs, THUMB_SIZE * THUMB_SIZE, np.uint8, index)
+        return rows.reshape(-1, THUMB_SIZE, THUMB_SIZE)
+
+    def vectors(self, index: np.ndarray) -> np.ndarray:
+        """The (k, 256) ``float32`` prefilter vectors of images ``index``."""
+        width = _PREFILTER_SIZE * _PREFILTER_SIZE
+        return self._rows(self._vectors, width, np.float32, index)
+
+    def close(self) -> None:
+        """Close the files (they stay under ``folder``)."""
+        self._thumbs.close()
+        self._vectors.close()
+
+
+class _MemoryStore:
+    """:class:`ThumbnailStore`'s reading interface over fingerprints in memory."""
+
+    def __init__(self, fingerprints: Sequence[Fingerprint]) -> None:
+        self.fingerprints = fingerprints
+        self.phashes = np.array([int(fp.phash) for fp in fingerprints], dtype=np.uint64)
+        self._vectors: np.ndarray | None = None
+
+    def thumbs(self, index: np.ndarray) -> np.ndarray:
+        index = np.asarray(index, np.int64).ravel()
+        if len(index) == 0:
+            return np.empty((0, THUMB_SIZE, THUMB_SIZE), np.uint8)
+        return np.stack([self.fingerprints[k].thumb for k in index.tolist()])
+
+    def vectors(self, index: np.ndarray) -> np.ndarray:
+        if self._vectors is None:
+            all_thumbs = self.thumbs(np.arange(len(self.fingerprints)))
+            self._vectors = prefilter_vectors(all_thumbs)
+        return self._vectors[np.asarray(index, np.int64).ravel()]
+
+
+def _identical(store, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Whether the fingerprints of images a[k] and b[k] are equal (hash and thumbnail)."""
+    same = store.phashes[a] == store.phashes[b]
+    for k in np.nonzero(same)[0].tolist():
+        pair = store.thumbs(np.array([a[k], b[k]]))
+        same[k] = np.array_equal(pair[0], pair[1])
+    return same
+
+
+def _prefilter(store, pairs: np.ndarray) -> np.ndarray:
+    """Unaligned correlation of the 16×16 blurred thumbnails of each pair (1 for
+    identical fingerprints, whatever their content: flat images correlate 0)."""
     if len(pairs) == 0:
         return np.empty(0)
     used, local = np.unique(pairs, return_inverse=True)
     local = local.reshape(pairs.shape)
-    small = _shrink(_thumbs(fingerprints, used), _PREFILTER_SIZE)
-    vec = _normalise(_blur(small, 1.0)).reshape(len(used), -1) / _PREFILTER_SIZE
-    out = np.empty(len(pairs))
-    for start in range(0, len(pairs), _PREFILTER_CHUNK):
-        chunk = local[start : start + _PREFILTER_CHUNK]
-        out[start : start + len(chunk)] = np.einsum("pk,pk->p", vec[chunk[:, 0]], vec[chunk[:, 1]])
-    # identical fingerprints pass whatever their content (flat images correlate 0)
-    hashes = np.array([int(fingerprints[k].phash) for k in used.tolist()], dtype=np.uint64)
-    for k in np.nonzero(hashes[local[:, 0]] == hashes[local[:, 1]])[0].tolist():
-        i, j = pairs[k].tolist()
-        if fingerprints[i] == fingerprints[j]:
-            out[k] = 1.0
+    vec = store.vectors(used)
+    out = _dot_rows(vec, vec, local[:, 0], local[:, 1])
+    out[_identical(store, pairs[:, 0], pairs[:, 1])] = 1.0
     return out
 
 
 # --- confirmation ----------------------------------------------------------------------------
 
 
-def _score_pairs(
-    fingerprints: Sequence[Fingerprint], pairs: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+def _score_pairs(store, pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Similarity and overlap of each pair; each pair is ordered by content, not by index."""
     if len(pairs) == 0:
         return np.empty(0), np.empty(0)
     used, local = np.unique(pairs, return_inverse=True)
     local = local.reshape(pairs.shape)
-    keys = [(int(fingerprints[k].phash), fingerprints[k].thumb.tobytes()) for k in used.tolist()]
+    thumbs = store.thumbs(used)
+    hashes = store.phashes[used].tolist()
+    keys = [(int(h), t.tobytes()) for h, t in zip(hashes, thumbs, strict=True)]
     order = sorted(range(len(keys)), key=keys.__getitem__)
     rank = np.empty(len(keys), np.int64)  # equal fingerprints share the rank of the first
     for pos, k in enumerate(order):
@@ -604,12 +977,14 @@ def _score_pairs(
     swap = ra > rb
     a = np.where(swap, pairs[:, 1], pairs[:, 0])
     b = np.where(swap, pairs[:, 0], pairs[:, 1])
-    sims, overlaps, _ = _confirm(fingerprints, a, b)
+    position = np.full(int(used.max()) + 1, -1, np.int64)
+    position[used] = np.arange(len(used))
+    sims, overlaps, _ = _confirm(lambda index: thumbs[position[index]], a, b)
     sims[ra == rb], overlaps[ra == rb] = 1.0, 1.0
     return sims, overlaps
 
 
-def _confirm(fingerprints: Sequence[Fingerprint], a: np.ndarray, b: np.ndarray):
+def _confirm(thumbs_of: Callable[[np.ndarray], np.ndarray], a: np.ndarray, b: np.ndarray):
     """Similarity, overlap and coarse similarity of the pairs (a[k], b[k]).
 
     The coarse levels run in both directions, warping A onto B and B onto A, since the fit is
@@ -624,7 +999,7 @@ def _confirm(fingerprints: Sequence[Fingerprint], a: np.ndarray, b: np.ndarray):
             np.concatenate([a[start : start + _BATCH], b[start : start + _BATCH]]),
             return_inverse=True,
         )
-        prep = _Prepared(_thumbs(fingerprints, used))
+        prep = _Prepared(thumbs_of(used).astype(np.float32))
         m = len(local) // 2
         fa, fb = local, np.concatenate([local[m:], local[:m]])
         params = np.tile(np.array([1.0, 0.5, 1.0, 0.5], np.float32), (2 * m, 1))
@@ -784,26 +1159,3 @@ def _masked_ncc(x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> np.ndarray:
     yc = (y - (y * m).sum(axis=(1, 2))[:, None, None] / count) * m
     den = np.sqrt((xc * xc).sum(axis=(1, 2)) * (yc * yc).sum(axis=(1, 2)))
     return np.where(den > 1e-12, (xc * yc).sum(axis=(1, 2)) / np.maximum(den, 1e-12), 0.0)
-
-
-# --- grouping --------------------------------------------------------------------------------
-
-
-def _groups(n: int, pairs: np.ndarray) -> list[list[int]]:
-    """Connected components with two or more of ``n`` nodes joined by ``pairs``."""
-    parent = list(range(n))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for i, j in pairs.tolist():
-        ri, rj = root(i), root(j)
-        if ri != rj:
-            parent[max(ri, rj)] = min(ri, rj)
-    members: dict[int, list[int]] = {}
-    for i in range(n):
-        members.setdefault(root(i), []).append(i)
-    return sorted(group for group in members.values() if len(group) > 1)

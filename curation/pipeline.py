@@ -23,6 +23,7 @@ import hashlib
 import heapq
 import io
 import json
+import math
 import os
 import re
 import shutil
@@ -46,6 +47,7 @@ from restorelab.corpus import METADATA_FILE
 from restorelab.curation.cache import AnalysisCache
 from restorelab.curation.filters import FILTERS
 from restorelab.curation.output import CurationError, output_lock, staging_dir, swap_in
+from restorelab.curation.records import Columns, RecordStore
 from restorelab.curation.schema import CurationConfig
 from restorelab.curation.signals import compute_signals, jpeg_quantization_tables
 from restorelab.curation.sources import SourceItem, SourceStats, count_sources, iter_sources
@@ -65,6 +67,8 @@ CARD_FILE = "README.md"
 IMAGES_DIR = "images"
 PARQUET_DIR = "parquet"
 CACHE_DIR = ".cache"
+#: The run's record and thumbnail stores, inside the staging folder (deleted before swap-in).
+WORK_DIR = ".work"
 
 #: Formats copied byte for byte when the file needs no conversion; others are written as PNG.
 _COPYABLE = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp"}
@@ -378,6 +382,8 @@ class _Record:
     cache_hit: bool = False
     quality_score: float | None = None
     selection_rank: int | None = None
+    #: Why the filters reject it ("blurry (...)"; joined by "; "), or None.
+    failure: str | None = None
 
     @property
     def signals(self) -> dict:
@@ -656,24 +662,42 @@ def _size(record: _Record) -> tuple[int, int]:
     return (int(record.signals.get("width") or 0), int(record.signals.get("height") or 0))
 
 
-def _trace(copy: _Record, source: _Record, cache: AnalysisCache) -> float | None:
-    """JPEG trace of ``source``'s table in ``copy``'s pixels (cached per pair of files)."""
+def _trace(
+    copy: _Record, source: _Record, cache: AnalysisCache, decoded: dict | None = None
+) -> float | None:
+    """JPEG trace of ``source``'s table in ``copy``'s pixels (cached per pair of files).
+
+    ``decoded`` keeps the copy's pixels (by record index) and its traces (by source table)
+    for the next sources."""
     from restorelab.curation.provenance import jpeg_trace
 
+    # the trace depends on the copy's pixels and the source's table only: sources that
+    # share a table (a group of crops saved at one quality) share the value
+    memo = ("trace", tuple(source.analysis["luma_table"]))
+    if decoded is not None and memo in decoded:
+        return decoded[memo]
     key = f"trace:{copy.sha}:{source.sha}"
     found, value = cache.get_pair(key)
     if found:
         return value
     try:
-        pixels = _pixels(copy, cache)
+        pixels = None if decoded is None else decoded.get(copy.index)
+        if pixels is None:
+            pixels = _pixels(copy, cache)
+            if decoded is not None:
+                decoded[copy.index] = pixels
     except (ImageReadError, OSError):
         return None
     value = jpeg_trace(pixels, source.analysis["luma_table"], copy.analysis.get("luma_table"))
     cache.put_pair(key, value)
+    if decoded is not None:
+        decoded[memo] = value
     return value
 
 
-def _derived_from(copy: _Record, source: _Record, cache: AnalysisCache) -> str | None:
+def _derived_from(
+    copy: _Record, source: _Record, cache: AnalysisCache, decoded: dict | None = None
+) -> str | None:
     """Why ``copy`` was made from ``source`` (another member of its group), or None.
 
     See :mod:`restorelab.curation.provenance`: an alpha or CMYK file of a plain one at least
@@ -693,7 +717,7 @@ def _derived_from(copy: _Record, source: _Record, cache: AnalysisCache) -> str |
     if tone_shifted(copy.analysis.get("tone_comb"), source.analysis.get("tone_comb")):
         return "tone-shifted copy"
     if source.analysis.get("luma_table") is not None:
-        trace = _trace(copy, source, cache)
+        trace = _trace(copy, source, cache, decoded)
         if trace is not None and trace >= MIN_JPEG_TRACE:
             kind = "re-encode" if copy.analysis.get("luma_table") is not None else "lossless copy"
             return f"{kind} of the JPEG"
@@ -730,10 +754,19 @@ def _keeper(
 
         return min(candidates, key=rank), {}
     why: dict[int, str] = {}
+    # Only a copy in a converted mode (alpha, CMYK) can come from a member of another
+    # size (see _derived_from): the others are compared with the members of their size
+    # only, in group order, so that a group of thousands (a chain of overlapping crops)
+    # costs the sum of its size classes squared, not its size squared.
+    by_size: dict[tuple[int, int], list[_Record]] = {}
+    for record in group:
+        by_size.setdefault(_size(record), []).append(record)
     for copy in group:
-        for source in group:
+        converted = derived_mode(copy.signals.get("mode"))
+        decoded: dict = {}
+        for source in group if converted else by_size[_size(copy)]:
             if copy is not source and copy.index not in why:
-                reason = _derived_from(copy, source, cache)
+                reason = _derived_from(copy, source, cache, decoded)
                 if reason:
                     why[copy.index] = f"{reason} {source.source}"
     # a copy made from a member that fails the filters does not stand in for it (a q98
@@ -764,29 +797,45 @@ def _merge_into(keeper: _Record, group: list[_Record]) -> None:
 
 
 def _drop_duplicates(
-    records: list[_Record],
+    store: RecordStore,
+    columns: Columns,
+    thumbs: Any,
     config: CurationConfig,
     cache: AnalysisCache,
     *,
-    passes: Callable[[_Record], bool],
+    work: Path,
     progress: bool = False,
-) -> None:
-    """Reject all but the best member of each exact and each near-duplicate group."""
-    from restorelab.curation.dedup import find_duplicate_groups
+) -> dict:
+    """Reject all but the best member of each exact and each near-duplicate group.
 
-    by_hash: dict[str, list[_Record]] = {}
-    for record in records:
-        by_hash.setdefault(record.analysis["pixel_hash"], []).append(record)
-    for group in by_hash.values():
-        if len(group) > 1:
+    Works on the compact columns: exact duplicates are runs of equal pixel hashes among the
+    inputs still alive; near duplicates come from
+    :func:`~restorelab.curation.dedup.group_store` over the thumbnails on disk. Only each
+    group's records are read back (to choose its keeper, merge captions and write the
+    reasons). Returns the near-duplicate search's counts.
+    """
+    from restorelab.curation.dedup import group_store
+
+    def passes(record: _Record) -> bool:
+        return not columns.fails[record.index]
+
+    alive = np.flatnonzero(columns.alive)
+    hashes = columns.pixel_hash[alive]
+    order = np.argsort(hashes, kind="stable")
+    bounds = np.flatnonzero(hashes[order][1:] != hashes[order][:-1]) + 1
+    for run in np.split(order, bounds):
+        if len(run) > 1:
+            group = store.get(alive[np.sort(run)])
             keeper, _ = _keeper(group, passes, cache, exact=True)
             for record in group:
                 if record is not keeper:
                     record.reason = f"exact duplicate: same pixels as {keeper.source}"
+                    columns.alive[record.index] = False
             _merge_into(keeper, group)
+            store.put(group)
     if not config.near_duplicates:
-        return
-    alive = [r for r in records if r.reason is None]
+        return {}
+    alive = np.flatnonzero(columns.alive)
     options = {
         k: v
         for k, v in (
@@ -795,17 +844,35 @@ def _drop_duplicates(
         )
         if v is not None
     }
-    groups = find_duplicate_groups(
-        [r.analysis["fingerprint"] for r in alive], progress=progress, **options
+    stats: dict = {}
+    groups = group_store(
+        thumbs,
+        alive,
+        progress=progress,
+        spool_dir=work / "pairs",
+        stats=stats,
+        workers=config.workers or os.cpu_count() or 1,
+        **options,
+    )
+    bar = tqdm(
+        total=sum(len(g) for g in groups),
+        desc="near duplicates: keepers",
+        unit="img",
+        disable=not progress or not groups,
     )
     for group in groups:
-        members = [alive[i] for i in group]
+        members = store.get(alive[group])
         keeper, why = _keeper(members, passes, cache)
         for record in members:
             if record is not keeper:
                 detail = f" ({why[record.index]})" if record.index in why else ""
                 record.reason = f"near duplicate: of {keeper.source}{detail}"
+                columns.alive[record.index] = False
         _merge_into(keeper, members)
+        store.put(members)
+        bar.update(len(group))
+    bar.close()
+    return stats
 
 
 def _pixels(record: _Record, cache: AnalysisCache) -> np.ndarray:
@@ -860,61 +927,101 @@ def _caption(
                 record.reason = f"caption: {problem}"
 
 
-def _select(records: list[_Record], config: CurationConfig) -> int:
+def _selection_pool(
+    scores: np.ndarray, codes: np.ndarray | None, counts: dict[int, int], n: int, pool: float
+) -> np.ndarray:
+    """Positions (ascending) that :func:`~restorelab.curation.selection.select_explained`
+    can pick or compare: the best ``ceil(pool × n)`` by quality and, per quota category, its
+    best ``ceil(pool × count) + n``. Farthest-point sampling reads only the embeddings of
+    its candidate pools, which lie in this set, so selecting among these positions alone
+    gives the same picks and reasons as selecting among all.
+    """
+    ranked = np.argsort(-scores, kind="stable")  # descending score, ties by position
+    keep = [ranked[: math.ceil(pool * n)]]
+    for code, count in counts.items():
+        in_category = ranked[codes[ranked] == code]
+        keep.append(in_category[: math.ceil(pool * count) + n])
+    return np.unique(np.concatenate(keep))
+
+
+def _select(store: RecordStore, columns: Columns, config: CurationConfig) -> int:
     """Score every surviving image, keep ``target`` of them and say why the rest lost.
 
     Kept images get their quality score and selection rank (the order in which selection
     picked them; by quality when every image is kept). An image not selected lost on
     *quality* (outside the quality pool: its score is below the pool's lowest) or on
     *diversity* (in the pool, but farthest-point sampling kept others: the reason gives its
-    embedding distance to the nearest kept image). Returns the shortfall.
+    embedding distance to the nearest kept image). Only the embeddings of the images that
+    can be candidates (:func:`_selection_pool`) are read from the record store. Returns the
+    shortfall.
     """
-    from restorelab.curation.selection import quality_score, select_explained
+    from restorelab.curation.selection import _quota_counts, select_explained
 
-    alive = [r for r in records if r.reason is None]
-    if not alive:
+    alive = np.flatnonzero(columns.alive)
+    if not len(alive):
         return config.target or 0
-    scores = np.array([quality_score(r.signals) for r in alive])
-    for record, score in zip(alive, scores, strict=True):
-        record.quality_score = round(float(score), 6)
+    scores = columns.quality[alive].copy()
     if config.target is None or len(alive) <= config.target:
-        order = sorted(range(len(alive)), key=lambda i: (-scores[i], i))
-        for rank, i in enumerate(order, 1):
-            alive[i].selection_rank = rank
+        order = np.argsort(-scores, kind="stable")
+        columns.rank[alive[order]] = np.arange(1, len(alive) + 1)
         return 0 if config.target is None else config.target - len(alive)
-    embeddings = np.stack([r.analysis["embedding"] for r in alive]).astype(np.float64)
-    categories = [_category(r, config) for r in alive] if config.category else None
+    codes = columns.category[alive] if config.category else None
+    counts = {}
+    if config.category and config.quotas:
+        names = {name: k for k, name in enumerate(columns.category_names)}
+        counts = {
+            names[name]: count
+            for name, count in _quota_counts(config.quotas, config.target).items()
+            if name in names
+        }
+    sub = _selection_pool(scores, codes, counts, config.target, config.quality_pool)
+    records = store.get(alive[sub])
+    embeddings = np.stack([r.analysis["embedding"] for r in records]).astype(np.float64)
+    categories = [columns.category_of(r.index) for r in records] if config.category else None
     chosen, candidates = select_explained(
         config.target,
-        scores,
+        scores[sub],
         embeddings,
         categories=categories,
         quotas=config.quotas or None,
         quality_pool=config.quality_pool,
     )
     for rank, i in enumerate(chosen, 1):
-        alive[i].selection_rank = rank
+        columns.rank[records[i].index] = rank
+    lost = np.ones(len(alive), bool)
+    lost[sub[chosen]] = False
+    columns.alive[alive[lost]] = False
+    reasons = _selection_reasons(records, embeddings, scores, sub, alive, chosen, candidates)
+    store.set_reasons(reasons)
+    return 0
+
+
+def _selection_reasons(
+    records, embeddings, scores, sub, alive, chosen, candidates
+) -> Iterator[tuple]:
+    """(input index, reason) of every image selection did not keep, streamed."""
     chosen_set = set(chosen)
     kept = embeddings[chosen]
-    pool_floor = min(float(scores[i]) for i in candidates)
-    for i, record in enumerate(alive):
-        if i in chosen_set:
-            continue
-        if i in candidates:
-            distances = np.sqrt(np.maximum(((kept - embeddings[i]) ** 2).sum(axis=1), 0.0))
-            nearest = int(np.argmin(distances))
-            record.reason = (
-                f"not selected: diversity: quality score {scores[i]:.3f} was in the quality "
-                f"pool, but it lies {distances[nearest]:.3f} (embedding distance) from kept "
-                f"{alive[chosen[nearest]].source}; farthest-point sampling kept images "
-                "farther apart"
-            )
-        else:
-            record.reason = (
-                f"not selected: quality: score {scores[i]:.3f} is below the quality pool "
-                f"(the best {len(candidates)} of {len(alive)}, lowest score {pool_floor:.3f})"
-            )
-    return 0
+    pool_floor = min(float(scores[sub[i]]) for i in candidates)
+    for i in sorted(candidates - chosen_set):
+        distances = np.sqrt(np.maximum(((kept - embeddings[i]) ** 2).sum(axis=1), 0.0))
+        nearest = int(np.argmin(distances))
+        yield (
+            records[i].index,
+            f"not selected: diversity: quality score {scores[sub[i]]:.3f} was in the "
+            f"quality pool, but it lies {distances[nearest]:.3f} (embedding distance) "
+            f"from kept {records[chosen[nearest]].source}; farthest-point sampling kept "
+            "images farther apart",
+        )
+    in_pool = np.zeros(len(alive), bool)
+    in_pool[sub[sorted(candidates)]] = True
+    for position in np.flatnonzero(~in_pool).tolist():
+        yield (
+            int(alive[position]),
+            f"not selected: quality: score {scores[position]:.3f} is below the quality "
+            f"pool (the best {len(candidates)} of {len(alive)}, lowest score "
+            f"{pool_floor:.3f})",
+        )
 
 
 def _safe_stem(name: str) -> str:
@@ -1230,17 +1337,37 @@ def _analyse_shard(
         )
     mine = (item for k, item in enumerate(items) if k % world == rank)
     cache = AnalysisCache(cache_path)
+    analysed, hits, reasons = 0, 0, Counter()
     try:
         with keep_freed_memory(threads=True):
-            records = list(_analysed(mine, cache, config, progress))
+            for record in _analysed(mine, cache, config, progress):
+                analysed += 1
+                hits += record.cache_hit
+                if record.reason:
+                    reasons[_reason_kind(record.reason)] += 1
     finally:
         cache.close()
     result = CurationResult(out_dir=cache_path)
-    result.cache_hits = sum(1 for r in records if r.cache_hit)
-    result.rejected = sum(1 for r in records if r.reason)
-    result.reasons = dict(Counter(_reason_kind(r.reason) for r in records if r.reason))
-    result.sources = {"shard": [rank, world], "analysed": len(records)}
+    result.cache_hits = hits
+    result.rejected = sum(reasons.values())
+    result.reasons = dict(reasons)
+    result.sources = {"shard": [rank, world], "analysed": analysed}
     return result
+
+
+def _slim(record: _Record, config: CurationConfig) -> _Record:
+    """The record as the record store keeps it: its analysis without the fingerprint (the
+    thumbnail store has it), with the filters' verdict in ``failure``."""
+    analysis = {k: v for k, v in record.analysis.items() if k != "fingerprint"}
+    record.analysis = analysis
+    if record.reason is None:
+        reasons = [
+            reason
+            for name, threshold in config.active_filters().items()
+            if (reason := FILTERS.get(name).check(record.signals, threshold))
+        ]
+        record.failure = "; ".join(reasons) or None
+    return record
 
 
 def _run(
@@ -1257,10 +1384,20 @@ def _run(
 ) -> CurationResult:
     """Analyse, filter, de-duplicate, caption, select and export into ``staging``.
 
+    Memory does not grow with the pool beyond about 100 bytes an input: each record goes to
+    the run's record store as it is analysed (:mod:`restorelab.curation.records`), its
+    thumbnail to the thumbnail store, and only compact columns stay in memory; the stages
+    read back the records they need (duplicate groups, the selection pool, the kept
+    images), and ``rejected.csv`` is streamed from the store. Both stores live in
+    ``staging/.work`` and are deleted before the dataset is swapped in.
+
     ``count()`` (the number of inputs, for the progress bar and :func:`_png_while_analysing`)
     runs on a thread beside the analysis, not before it: listing a large pool takes seconds
     that the analysis threads need not wait for.
     """
+    from restorelab.curation.dedup import ThumbnailStore
+    from restorelab.curation.selection import quality_score
+
     stages: dict[str, float] = {}
     clock = time.perf_counter()
 
@@ -1270,87 +1407,109 @@ def _run(
         stages[name] = round(now - clock, 3)
         clock = now
 
-    with keep_freed_memory(threads=True):  # before any thread starts (see its docstring)
-        counter = ThreadPoolExecutor(1, thread_name_prefix="count")
-        total = counter.submit(count)
-        counter.shutdown(wait=False)
-        ahead = _png_while_analysing(cache, config, total)
-        records = list(_analysed(items, cache, config, progress, total, ahead))
-    lap("analyse")
+    work = staging / WORK_DIR
+    store = RecordStore(work / "records.sqlite")
+    thumbs = ThumbnailStore(work / "thumbs")
+    columns = Columns()
     result = CurationResult(out_dir=out)
-    result.cache_hits = sum(1 for r in records if r.cache_hit)
-    # Duplicates first, among every decodable image, so that each group is reported as
-    # duplicates of its best member (one that passes the filters, when any does); then
-    # the filters judge the survivors.
-    thresholds = config.active_filters()
-    failures: dict[int, str] = {}
-    for record in records:
-        if record.reason is None:
-            reasons = [
-                reason
-                for name, threshold in thresholds.items()
-                if (reason := FILTERS.get(name).check(record.signals, threshold))
-            ]
-            if reasons:
-                failures[record.index] = "; ".join(reasons)
-    _drop_duplicates(
-        [r for r in records if r.reason is None],
-        config,
-        cache,
-        passes=lambda r: r.index not in failures,
-        progress=progress,
-    )
-    for record in records:
-        if record.index in failures:
-            if record.reason is None:
-                record.reason = failures[record.index]
-            elif "duplicate" in _reason_kind(record.reason):
-                record.reason += f"; also {failures[record.index]}"
-    lap("filters_and_duplicates")
-    _caption([r for r in records if r.reason is None], captioner, cache, config, progress)
-    lap("captions")
-    result.shortfall = _select(records, config)
-    lap("selection")
-    with keep_freed_memory(threads=True):
-        exported = _export_all(
-            [r for r in records if r.reason is None], cache, staging, out, config, progress
-        )
-    kept_rows, rejected_rows = [], []
-    for record in records:
-        if record.reason is None:
+    try:
+        with keep_freed_memory(threads=True):  # before any thread starts (see its docstring)
+            counter = ThreadPoolExecutor(1, thread_name_prefix="count")
+            total = counter.submit(count)
+            counter.shutdown(wait=False)
+            ahead = _png_while_analysing(cache, config, total)
+            for record in _analysed(items, cache, config, progress, total, ahead):
+                alive = record.reason is None
+                thumbs.append(record.analysis.get("fingerprint") if alive else None)
+                record = _slim(record, config)
+                columns.append(
+                    alive=alive,
+                    fails=record.failure is not None,
+                    pixel_hash=(record.analysis.get("pixel_hash") or "") if alive else "",
+                    quality=quality_score(record.signals) if alive else None,
+                    category=_category(record, config) if alive else None,
+                    cache_hit=record.cache_hit,
+                )
+                store.add(record)
+        store.flush()
+        thumbs.flush()
+        lap("analyse")
+        result.cache_hits = int(columns.cache_hit.sum())
+        # Duplicates first, among every decodable image, so that each group is reported as
+        # duplicates of its best member (one that passes the filters, when any does); then
+        # the filters judge the survivors.
+        near = _drop_duplicates(store, columns, thumbs, config, cache, work=work, progress=progress)
+        failing = np.flatnonzero(columns.fails)
+        for start in range(0, len(failing), 1000):
+            records = store.get(failing[start : start + 1000])
+            for record in records:
+                if record.reason is None:
+                    record.reason = record.failure
+                    columns.alive[record.index] = False
+                elif "duplicate" in _reason_kind(record.reason):
+                    record.reason += f"; also {record.failure}"
+            store.put(records)
+        lap("filters_and_duplicates")
+        if captioner is not None or config.require_captions:
+            alive = store.get(np.flatnonzero(columns.alive))
+            _caption(alive, captioner, cache, config, progress)
+            for record in alive:
+                columns.alive[record.index] = record.reason is None
+            store.put(alive)
+            del alive
+        lap("captions")
+        result.shortfall = _select(store, columns, config)
+        lap("selection")
+        kept = store.get(np.flatnonzero(columns.alive))
+        with keep_freed_memory(threads=True):
+            exported = _export_all(kept, cache, staging, out, config, progress)
+        kept_rows = []
+        for record in kept:
             file_name = exported[record.index]
             if isinstance(file_name, Exception):
-                record.reason = f"export failed: {file_name}"
-            else:
-                kept_rows.append(
-                    {
-                        "file_name": file_name,
-                        "text": record.caption,
-                        "caption_source": record.caption_source,
-                        "caption_origin": record.caption_origin,
-                        "source": record.source,
-                        "sha256": record.sha,
-                        "pixel_hash": record.analysis["pixel_hash"],
-                        "category": _category(record, config),
-                        "quality_score": record.quality_score,
-                        "selection_rank": record.selection_rank,
-                        **_signal_columns(record),
-                    }
-                )
+                store.set_reasons([(record.index, f"export failed: {file_name}")])
+                columns.alive[record.index] = False
                 continue
-        rejected_rows.append(
-            {"source": record.source, "reason": record.reason, **_signal_columns(record)}
-        )
-    result.kept, result.rejected = len(kept_rows), len(rejected_rows)
-    result.reasons = dict(Counter(_reason_kind(r["reason"]) for r in rejected_rows))
-    lap("export")
-    _write_tables(staging, kept_rows, rejected_rows)
+            rank = int(columns.rank[record.index])
+            kept_rows.append(
+                {
+                    "file_name": file_name,
+                    "text": record.caption,
+                    "caption_source": record.caption_source,
+                    "caption_origin": record.caption_origin,
+                    "source": record.source,
+                    "sha256": record.sha,
+                    "pixel_hash": record.analysis["pixel_hash"],
+                    "category": _category(record, config),
+                    "quality_score": round(float(columns.quality[record.index]), 6),
+                    "selection_rank": rank or None,
+                    **_signal_columns(record),
+                }
+            )
+        del kept, exported
+        lap("export")
+        reasons: Counter = Counter()
+
+        def rejected_rows() -> Iterator[dict]:
+            for record in store.iter(np.flatnonzero(~columns.alive)):
+                reasons[_reason_kind(record.reason)] += 1
+                yield {"source": record.source, "reason": record.reason, **_signal_columns(record)}
+
+        _write_tables(staging, kept_rows, rejected_rows())
+        inputs = len(columns)
+    finally:
+        store.close()
+        thumbs.close()
+        shutil.rmtree(work, ignore_errors=True)
+    result.kept, result.rejected = len(kept_rows), sum(reasons.values())
+    result.reasons = dict(reasons)
     if config.parquet_shard_rows and kept_rows:
         _write_parquet_shards(staging, config.parquet_shard_rows)
+    stages["export"] = round(stages["export"] + time.perf_counter() - clock, 3)
     summary = {
         "sources": [os.fspath(s) for s in sources],
         "config": asdict(config),
-        "inputs": len(records),
+        "inputs": inputs,
         "kept": result.kept,
         "rejected": result.rejected,
         "rejection_reasons": result.reasons,
@@ -1358,6 +1517,7 @@ def _run(
         "shortfall": result.shortfall,
         "cache_hits": result.cache_hits,
         "stage_seconds": stages,
+        "near_duplicates": near,
         "source_accounting": stats.as_dict(),
         "captioner": getattr(captioner, "identity", None) if captioner else None,
         "captioner_prompt": getattr(captioner, "prompt", None) if captioner else None,
@@ -1415,7 +1575,7 @@ def _export_all(
     return results
 
 
-def _write_tables(out: Path, kept_rows: list[dict], rejected_rows: list[dict]) -> None:
+def _write_tables(out: Path, kept_rows: list[dict], rejected_rows: Iterable[dict]) -> None:
     tmp = out / f".{METADATA_FILE}.tmp"
     with open(tmp, "w", encoding="utf-8") as handle:
         for row in kept_rows:
