@@ -199,10 +199,15 @@ def build_folder(photos: list[Path], copies: int, folder: Path, *, odd: bool = F
 
 
 def measure(cmd: list[str], *, env: dict | None = None, log: Path | None = None) -> dict:
-    """Run ``cmd``; wall seconds and peak RSS / PSS (MB) summed over its process tree."""
+    """Run ``cmd``; wall seconds, peak RSS / PSS (MB) summed over its process tree, CPU
+    seconds (user + system) of the tree, the cores it kept busy on average (CPU / wall) and
+    the 1-minute load average when it ended."""
+    import resource
+
     import psutil
 
     out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
+    children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     proc = psutil.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
     peak_rss = peak_pss = 0
@@ -228,7 +233,19 @@ def measure(cmd: list[str], *, env: dict | None = None, log: Path | None = None)
             out.close()
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed with exit status {proc.returncode}")
-    return {"seconds": seconds, "rss_mb": peak_rss / 2**20, "pss_mb": peak_pss / 2**20}
+    # CPU time of the tree (the command and every descendant it waited for): user + system
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (children.ru_utime - children_before.ru_utime) + (
+        children.ru_stime - children_before.ru_stime
+    )
+    return {
+        "seconds": seconds,
+        "rss_mb": peak_rss / 2**20,
+        "pss_mb": peak_pss / 2**20,
+        "cpu_s": cpu,
+        "cores_busy": cpu / seconds,
+        "load_average": os.getloadavg()[0],
+    }
 
 
 def cleanvision_cmd(folder: Path, python: str | None = None) -> list[str]:
@@ -241,9 +258,10 @@ def cleanvision_cmd(folder: Path, python: str | None = None) -> list[str]:
     ]
 
 
-def restorelab_cmd(folder: Path, out: Path, workers: int) -> list[str]:
-    script = Path(sys.executable).with_name("restorelab")
-    head = [os.fspath(script)] if script.exists() else [sys.executable, "-m", "restorelab"]
+def restorelab_cmd(folder: Path, out: Path, workers: int, python: str | None = None) -> list[str]:
+    python = python or sys.executable
+    script = Path(python).with_name("restorelab")
+    head = [os.fspath(script)] if script.exists() else [python, "-m", "restorelab"]
     return [
         *head,
         "curate",
@@ -285,7 +303,7 @@ def profile_signals(paths: list[Path], json_path: Path | None = None, repeat: in
     from restorelab.curation import pipeline, provenance, signals
     from restorelab.curation.dedup import fingerprint, working_copy
     from restorelab.curation.selection import embed
-    from restorelab.imageio import decode_image_info, pixel_hash
+    from restorelab.imageio import pixel_hash
 
     cv2.setNumThreads(1)
     rows = []
@@ -293,7 +311,7 @@ def profile_signals(paths: list[Path], json_path: Path | None = None, repeat: in
         data = path.read_bytes()
         for form in ("jpeg", "png"):
             if form == "png":
-                pixels = pipeline.decode_image(data)
+                pixels = pipeline.decode(data, path.name).pixels
                 data_form = pipeline.encode_png(pixels)
             else:
                 data_form = data
@@ -308,10 +326,7 @@ def profile_signals(paths: list[Path], json_path: Path | None = None, repeat: in
                 timings[name] = best
                 return value
 
-            if form == "jpeg":
-                decoded = timed("decode", pipeline._decode_plain_jpeg, data_form, 10**9)
-            else:
-                decoded = timed("decode", decode_image_info, data_form)
+            decoded = timed("decode", pipeline.decode, data_form, path.name, 10**9)
             pixels = decoded.pixels
             y8 = timed("luma", signals.luma, pixels)
             yf = y8.astype("float32")
@@ -385,6 +400,11 @@ def main() -> None:
         "--cleanvision-python", default=None, help="interpreter that has cleanvision 0.3.7"
     )
     parser.add_argument(
+        "--before-python",
+        default=None,
+        help="interpreter of another restorelab tree, run interleaved as 'before'",
+    )
+    parser.add_argument(
         "--profile", action="store_true", help="per-signal cost on the >= 5 MP photos, and exit"
     )
     parser.add_argument("--run", nargs=2, metavar=("TOOL", "DIR"), help=argparse.SUPPRESS)
@@ -423,16 +443,22 @@ def main() -> None:
     log = work / "tools.log"
     runs: dict[str, list[dict]] = {"cleanvision": [], "restorelab": [], "restorelab_cached": []}
     stages: dict[str, list[dict]] = {"restorelab": [], "restorelab_cached": []}
+    versions = {"restorelab": None}
+    if args.before_python:  # another tree's restorelab, interleaved with this one
+        versions["before"] = args.before_python
+        runs |= {"before": [], "before_cached": []}
+        stages |= {"before": [], "before_cached": []}
     try:
         for repeat in range(max(1, args.repeat)):
             runs["cleanvision"].append(measure(cleanvision_cmd(folder, python), log=log))
-            out = work / "out"
-            shutil.rmtree(out, ignore_errors=True)
-            cmd = restorelab_cmd(folder, out, args.workers)
-            for name in ("restorelab", "restorelab_cached"):
-                runs[name].append(measure(cmd, log=log))
-                done = json.loads((out / "curation.json").read_text())
-                stages[name].append(done.get("stage_seconds", {}))
+            for version, interpreter in versions.items():
+                out = work / "out" if version == "restorelab" else work / f"out-{version}"
+                shutil.rmtree(out, ignore_errors=True)
+                cmd = restorelab_cmd(folder, out, args.workers, interpreter)
+                for name in (version, f"{version}_cached"):
+                    runs[name].append(measure(cmd, log=log))
+                    done = json.loads((out / "curation.json").read_text())
+                    stages[name].append(done.get("stage_seconds", {}))
             line = ", ".join(
                 f"{name} {r[-1]['seconds']:.2f} s {r[-1]['rss_mb']:.0f} MB"
                 for name, r in runs.items()
@@ -453,7 +479,10 @@ def main() -> None:
         "folder": size,
         "restorelab_result": {k: summary[k] for k in ("kept", "rejected", "rejection_reasons")},
         "tools": {
-            name: {key: _stats(r, key) for key in ("seconds", "rss_mb", "pss_mb")}
+            name: {
+                key: _stats(r, key)
+                for key in ("seconds", "rss_mb", "pss_mb", "cpu_s", "cores_busy", "load_average")
+            }
             for name, r in runs.items()
         },
     }
@@ -465,8 +494,9 @@ def main() -> None:
         for name, done in stages.items()
     }
     tools = report["tools"]
-    cv, rl, rc = (tools[k]["seconds"]["best"] for k in runs)
-    cv_med, rl_med, rc_med = (tools[k]["seconds"]["median"] for k in runs)
+    names = ("cleanvision", "restorelab", "restorelab_cached")
+    cv, rl, rc = (tools[k]["seconds"]["best"] for k in names)
+    cv_med, rl_med, rc_med = (tools[k]["seconds"]["median"] for k in names)
     report["ratios"] = {
         "cleanvision_over_restorelab_wall": cv / rl,
         "cleanvision_over_restorelab_wall_median": cv_med / rl_med,
@@ -476,9 +506,27 @@ def main() -> None:
             tools["restorelab"]["rss_mb"]["max"] / tools["cleanvision"]["rss_mb"]["max"]
         ),
     }
+    # each round's own ratio: the runs of one round are seconds apart, under about the same
+    # load, which the best and median of each tool need not be
+    for version in ("restorelab", "before"):
+        if version in runs:
+            rounds = [
+                c["seconds"] / r["seconds"]
+                for c, r in zip(runs["cleanvision"], runs[version], strict=True)
+            ]
+            report["ratios"][f"cleanvision_over_{version}_per_round"] = rounds
+            report["ratios"][f"cleanvision_over_{version}_per_round_median"] = statistics.median(
+                rounds
+            )
+            shares = [
+                s.get("export", 0.0) / r["seconds"]
+                for s, r in zip(stages[version], runs[version], strict=True)
+            ]
+            report["ratios"][f"{version}_export_share_median"] = statistics.median(shares)
     print(
         f"\n{'tool':<20}{'wall s best':>12}{'median':>8}{'RSS MB median':>15}{'max':>6}"
-        f"{'PSS MB median':>15}{'max':>6}"
+        f"{'PSS MB median':>15}{'max':>6}{'CPU s median':>14}{'cores busy':>12}"
+        f"{'load 1 min':>12}"
     )
     for name in runs:
         t = tools[name]
@@ -486,6 +534,8 @@ def main() -> None:
             f"{name:<20}{t['seconds']['best']:>12.2f}{t['seconds']['median']:>8.2f}"
             f"{t['rss_mb']['median']:>15.0f}{t['rss_mb']['max']:>6.0f}"
             f"{t['pss_mb']['median']:>15.0f}{t['pss_mb']['max']:>6.0f}"
+            f"{t['cpu_s']['median']:>14.2f}{t['cores_busy']['median']:>12.2f}"
+            f"{t['load_average']['median']:>12.2f}"
         )
     ratios = report["ratios"]
     print(
@@ -496,6 +546,15 @@ def main() -> None:
         f"restorelab / cleanvision peak RSS (max): "
         f"{ratios['restorelab_over_cleanvision_peak_rss']:.2f}"
     )
+    for version in ("restorelab", "before"):
+        if f"cleanvision_over_{version}_per_round" in ratios:
+            rounds = ratios[f"cleanvision_over_{version}_per_round"]
+            print(
+                f"cleanvision / {version} per round: "
+                + ", ".join(f"{r:.2f}x" for r in rounds)
+                + f" (median {statistics.median(rounds):.2f}x); export share of the first run "
+                f"(median): {100 * ratios[f'{version}_export_share_median']:.0f} %"
+            )
     print(f"restorelab kept/rejected: {report['restorelab_result']}")
     for name, by_stage in report["stage_seconds_median"].items():
         total = tools[name]["seconds"]["median"]

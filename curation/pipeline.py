@@ -16,19 +16,24 @@ write the same ``metadata.jsonl``.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import functools
 import hashlib
+import heapq
 import io
 import json
 import math
 import os
 import re
 import shutil
+import struct
 import threading
 import time
-from collections import Counter
+import zlib
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,9 +52,9 @@ from restorelab.curation.schema import CurationConfig
 from restorelab.curation.signals import compute_signals, jpeg_quantization_tables
 from restorelab.curation.sources import SourceItem, SourceStats, count_sources, iter_sources
 from restorelab.imageio import (
+    MAX_PIXELS,
     DecodedImage,
     ImageReadError,
-    decode_image,
     decode_image_info,
     pixel_hash,
 )
@@ -103,6 +108,12 @@ class CurationResult:
     #: What the sources skipped and chose (:meth:`SourceStats.as_dict`).
     sources: dict[str, Any] = field(default_factory=dict)
 
+
+#: Inputs listed ahead per analysis thread, the largest of which starts next (see
+#: :func:`_analysed`); listing also stops while the listed inputs that hold their bytes in
+#: memory (archive members, downloads, rows) hold more than :data:`LOOKAHEAD_BYTES`.
+LOOKAHEAD = 32
+LOOKAHEAD_BYTES = 256 * 2**20
 
 #: Analysis failures that say nothing about the image (memory, time): never cached.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (MemoryError, TimeoutError)
@@ -160,25 +171,83 @@ def _decode_plain_jpeg(data: bytes, max_pixels: int) -> DecodedImage | None:
     return DecodedImage(pixels=pixels, format="JPEG", mode=mode, orientation=orientation)
 
 
-def _decode_plain_png(data: bytes, max_pixels: int) -> DecodedImage | None:
-    """An 8-bit RGB or grey PNG without transparency through OpenCV; None otherwise.
+def _alpha_on_white_table() -> np.ndarray:
+    """``table[a << 8 | c]``: channel value ``c`` at alpha ``a`` composited on opaque white,
+    with the integer arithmetic of Pillow's ``Image.alpha_composite`` (7 extra bits, rounded
+    divisions by 255); equal to Pillow for all 65,536 pairs (tested)."""
+    alpha, channel = np.divmod(np.arange(65536, dtype=np.uint32), 256)
+    scaled = (channel * alpha + 255 * (255 - alpha)) * 128 + (0x80 << 7)
+    return ((((scaled >> 8) + scaled) >> 8) >> 7).astype(np.uint8)
 
-    Exactly Pillow's pixels (lossless), about 15 % faster, and OpenCV releases the GIL for
-    the whole decode. Palette, alpha, 16-bit and anything unusual go through Pillow.
+
+_ALPHA_ON_WHITE = _alpha_on_white_table()
+#: ``table[v]``: a 16-bit grey value as :func:`restorelab.imageio._to_rgb` scales it to 8 bits
+#: when the image holds values above 255 (``round(v / 65535 * 255)``, which is
+#: ``(v + 128) // 257`` for every v: no v / 257 falls on a half); it keeps smaller ones.
+_GREY16_TO_8 = ((np.arange(65536, dtype=np.uint32) + 128) // 257).astype(np.uint8)
+
+
+def _composite_on_white(bgra: np.ndarray) -> np.ndarray:
+    """RGB ``uint8`` of an 8-bit BGRA array laid on opaque white as Pillow's
+    ``alpha_composite`` does (:data:`_ALPHA_ON_WHITE`); opaque images just drop the alpha."""
+    if int(bgra[..., 3].min(initial=255)) == 255:
+        return cv2.cvtColor(bgra, cv2.COLOR_BGRA2RGB)
+    index = bgra[..., :3].astype(np.uint16)
+    index |= bgra[..., 3:4].astype(np.uint16) << 8
+    return cv2.cvtColor(_ALPHA_ON_WHITE[index], cv2.COLOR_BGR2RGB)
+
+
+def _decode_png(data: bytes, max_pixels: int) -> DecodedImage | None:
+    """A PNG through OpenCV with exactly the pixels of the Pillow path; None otherwise.
+
+    OpenCV's libpng releases the GIL for the whole decode and is about twice as fast as
+    Pillow's. Each of Pillow's PNG modes is converted as :func:`restorelab.imageio._to_rgb`
+    converts it (tested pixel for pixel against it):
+
+    - ``1``, ``L``, ``P`` and ``RGB`` (8 or 16 bits per sample) without transparency: OpenCV
+      expands them to RGB as Pillow does;
+    - ``RGBA``, ``LA`` and ``P`` with a transparent palette entry: composited on white with
+      Pillow's integer arithmetic (:func:`_composite_on_white`; 16-bit samples keep their
+      high byte, as Pillow reads them);
+    - ``I;16`` / ``I`` (16-bit grey): scaled to 8 bits as ``_to_rgb`` scales them.
+
+    Grey or RGB PNGs with a colour-key transparency, PNGs with an EXIF chunk (orientation),
+    animated PNGs, anything else Pillow reads differently, and damaged files return None and
+    go through Pillow, which also words the errors. Neither applies gamma or ICC profiles.
     """
     if data[:8] != b"\x89PNG\r\n\x1a\n" or len(data) < 33 or data[12:16] != b"IHDR":
         return None
-    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
-    depth, colour = data[24], data[25]
-    if depth != 8 or colour not in (0, 2) or width * height > max_pixels or b"tRNS" in data:
+    try:
+        with Image.open(io.BytesIO(data)) as img:  # reads the chunks before the pixels only
+            if img.format != "PNG":
+                return None
+            mode, (width, height) = img.mode, img.size
+            transparent = img.info.get("transparency") is not None
+    except Exception:
         return None
-    flags = cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION
-    pixels = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    if width * height > max_pixels or b"eXIf" in data or b"acTL" in data:
+        return None
+    buffer = np.frombuffer(data, np.uint8)
+    if mode in ("1", "L", "P", "RGB") and not transparent:
+        pixels = cv2.imdecode(buffer, cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION)
+    elif mode in ("RGBA", "LA") or (mode == "P" and transparent):
+        bgra = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)
+        if bgra is None or bgra.ndim != 3 or bgra.shape[2] != 4:
+            return None
+        if bgra.dtype == np.uint16:
+            bgra = (bgra >> 8).astype(np.uint8)
+        pixels = _composite_on_white(bgra) if bgra.dtype == np.uint8 else None
+    elif mode in ("I;16", "I;16B", "I") and not transparent:
+        grey = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)
+        if grey is None or grey.dtype != np.uint16 or grey.ndim != 2:
+            return None
+        grey8 = _GREY16_TO_8[grey] if int(grey.max(initial=0)) > 255 else grey.astype(np.uint8)
+        pixels = cv2.cvtColor(grey8, cv2.COLOR_GRAY2RGB)
+    else:
+        return None
     if pixels is None or pixels.dtype != np.uint8 or pixels.shape != (height, width, 3):
         return None
-    return DecodedImage(
-        pixels=pixels, format="PNG", mode="RGB" if colour == 2 else "L", orientation=1
-    )
+    return DecodedImage(pixels=pixels, format="PNG", mode=mode, orientation=1)
 
 
 #: Held around Pillow decodes: ``decode_image_info`` sets process-wide state for the time of
@@ -219,25 +288,51 @@ def _decode_pillow_unlocked(data: bytes, max_pixels: int) -> DecodedImage | None
 _FACES_LOCK = threading.Lock()
 
 
-def analyse(data: bytes, source: str, max_pixels: int, want_faces: bool) -> dict:
+def decode(data: bytes, source: str, max_pixels: int = MAX_PIXELS) -> DecodedImage:
+    """Decode an encoded image as :func:`~restorelab.imageio.decode_image_info` does (the
+    same pixels, format, mode and orientation; tested), by the fastest path that gives them.
+
+    JPEGs and PNGs go through OpenCV (:func:`_decode_plain_jpeg`, :func:`_decode_png`),
+    other files through Pillow without process-wide settings; only files those refuse take
+    the locked reference path, which also words the errors. Safe to call from several
+    threads at once.
+
+    Raises
+    ------
+    ImageReadError
+        Not an image, damaged, or more than ``max_pixels`` pixels.
+    """
+    decoded = _decode_plain_jpeg(data, max_pixels) or _decode_png(data, max_pixels)
+    if decoded is None:
+        decoded = _decode_pillow_unlocked(data, max_pixels)
+    if decoded is None:
+        with _PILLOW_LOCK:
+            decoded = decode_image_info(data, source=source, max_pixels=max_pixels)
+    return decoded
+
+
+def analyse(
+    data: bytes,
+    source: str,
+    max_pixels: int,
+    want_faces: bool,
+    with_pixels: Callable[[dict, np.ndarray], None] | None = None,
+) -> dict:
     """Decode one encoded image and measure everything curation needs (no pixels kept).
 
     Returns a record with ``error`` (None or the reason), ``signals``, ``pixel_hash``,
     ``fingerprint``, ``embedding``, ``faces`` and ``plain_rgb`` (the file decodes to its
     pixels with no conversion or rotation, so it can be copied byte for byte).
+    ``with_pixels(record, pixels)``, when given, is called last with the decoded pixels
+    (the one decode also serves the export's PNG; see :func:`_run`).
     """
     from restorelab.curation.dedup import fingerprint, working_copy
     from restorelab.curation.selection import detect_faces, embed
 
-    decoded = _decode_plain_jpeg(data, max_pixels) or _decode_plain_png(data, max_pixels)
-    if decoded is None:
-        decoded = _decode_pillow_unlocked(data, max_pixels)
-    if decoded is None:
-        try:
-            with _PILLOW_LOCK:
-                decoded = decode_image_info(data, source=source, max_pixels=max_pixels)
-        except ImageReadError as exc:
-            return {"error": f"undecodable: {exc.reason}"}
+    try:
+        decoded = decode(data, source, max_pixels)
+    except ImageReadError as exc:
+        return {"error": f"undecodable: {exc.reason}"}
     from restorelab.curation.provenance import tone_comb_of_histograms
 
     pixels = decoded.pixels
@@ -249,7 +344,7 @@ def analyse(data: bytes, source: str, max_pixels: int, want_faces: bool) -> dict
     tables = jpeg_quantization_tables(data) if decoded.format in ("JPEG", "MPO") else None
     histograms: list = []
     signals = compute_signals(decoded, data, channel_histograms=histograms)
-    return {
+    record = {
         "error": None,
         "signals": signals,
         "pixel_hash": pixel_hash(pixels),
@@ -261,6 +356,10 @@ def analyse(data: bytes, source: str, max_pixels: int, want_faces: bool) -> dict
         "luma_table": None if tables is None else [int(v) for v in tables[0]],
         "tone_comb": tone_comb_of_histograms(histograms),
     }
+    del small, histograms
+    if with_pixels is not None:
+        with_pixels(record, pixels)
+    return record
 
 
 @dataclass
@@ -295,32 +394,101 @@ def _reason_kind(reason: str) -> str:
     return reason.split(":", 1)[0]
 
 
+class _LargestFirst:
+    """Inputs listed but not started yet: :meth:`pop` gives the largest, unless the oldest
+    has waited while ``patience`` newer inputs were listed (then the oldest), so that every
+    input starts within a bounded distance of its place and records can be returned in
+    input order with little held back. O(log n) per input."""
+
+    def __init__(self, patience: int) -> None:
+        self.patience = patience
+        self._heap: list[tuple[int, int, Any]] = []
+        self._order: deque[tuple[int, Any]] = deque()
+        self._taken: set[int] = set()
+        self._newest = -1
+        self.count = 0
+        #: bytes of the waiting inputs that hold their data in memory
+        self.memory_bytes = 0
+
+    def add(self, index: int, size: int, entry: Any, in_memory: bool = False) -> None:
+        held = size if in_memory else 0
+        heapq.heappush(self._heap, (-size, index, (entry, held)))
+        self._order.append((index, (entry, held)))
+        self._newest = max(self._newest, index)
+        self.count += 1
+        self.memory_bytes += held
+
+    def _discard_taken(self) -> None:
+        while self._order and self._order[0][0] in self._taken:
+            self._taken.discard(self._order.popleft()[0])
+        while self._heap and self._heap[0][1] in self._taken:
+            self._taken.discard(heapq.heappop(self._heap)[1])
+
+    def pop(self) -> Any:
+        self._discard_taken()
+        if self._order[0][0] <= self._newest - self.patience:
+            index, (entry, held) = self._order.popleft()
+        else:
+            _, index, (entry, held) = heapq.heappop(self._heap)
+        self._taken.add(index)
+        self.count -= 1
+        self.memory_bytes -= held
+        return entry
+
+    def __len__(self) -> int:
+        return self.count
+
+
+def _size_hint(item: SourceItem) -> int:
+    """The encoded size of ``item`` in bytes without reading it (0 when unknown)."""
+    if item.data is not None:
+        return len(item.data)
+    if item.path is not None and item.error is None:
+        try:
+            return item.path.stat().st_size
+        except OSError:
+            return 0
+    return 0
+
+
 def _analysed(
     items: Iterable[SourceItem],
     cache: AnalysisCache,
     config: CurationConfig,
     progress: bool,
-    total: int | None = None,
+    total: int | Future | None = None,
+    with_pixels: Callable[[dict, np.ndarray], None] | None = None,
 ) -> Iterator[_Record]:
     """Analysis records in input order, from the cache or a bounded pool of threads.
 
-    Threads, not processes: the analysis is OpenCV, libjpeg, SHA-256 and NumPy work on whole
-    images, all of which release the GIL, so two threads keep two cores busy; there is no
-    worker start-up (a fork server and its imports cost seconds), no pickling, one copy of
-    the imported modules in memory, and no fork of a process that may run threads. OpenCV
+    Threads, not processes: the analysis is OpenCV, libjpeg, libpng, hashing and NumPy work
+    on whole images, all of which release the GIL, so two threads keep two cores busy; there
+    is no worker start-up (a fork server and its imports cost seconds), no pickling, one copy
+    of the imported modules in memory, and no fork of a process that may run threads. OpenCV
     runs one thread per call meanwhile, whatever the number of workers (restored
     afterwards): its own parallel loops split sums differently with the thread count, which
     moved ``sharpness`` in its last bits; with one OpenCV thread the results are the same for
     any ``workers`` and for a resumed run.
 
+    Scheduling: the first image starts as soon as it is listed (nothing is read or hashed
+    ahead of the pool). While the threads are busy, up to :data:`LOOKAHEAD` per worker more
+    inputs are listed (their sizes from the file system, not read), and a free thread takes
+    the largest of them, so that a large photo late in the input does not run alone at the
+    end while the other thread idles; an input waits at most two look-ahead windows.
+    Completion order does not matter: records come out in input order, and each image's
+    analysis does not depend on the others.
+
     Files with the same bytes met in one run are analysed once (the later ones wait for the
     first); only entries stored before this run count as cache hits. A transient failure
     (:data:`TRANSIENT_ERRORS`: out of memory, a timeout) rejects the image for this run
-    only and is not cached.
+    only and is not cached. ``with_pixels(analysis, pixels)``, when given, is called in the
+    analysing thread with each fresh analysis and its decoded pixels (the export encodes
+    PNGs there, see :func:`_run`).
     """
     workers = config.workers or os.cpu_count() or 1
     want_faces = config.category == "face"
-    window = 4 * workers
+    lookahead = LOOKAHEAD * workers
+    max_running = 2 * workers
     pool = ThreadPoolExecutor(workers, thread_name_prefix="analyse") if workers > 1 else None
     opencv_threads = cv2.getNumThreads()
     cv2.setNumThreads(1)
@@ -330,17 +498,27 @@ def _analysed(
     import restorelab.curation.provenance
     import restorelab.curation.selection  # noqa: F401
 
-    pending: list[tuple[_Record, Future | None, bool]] = []
+    #: every record not yet yielded, in input order; ``settled``: the indices of those done
+    pending: deque[_Record] = deque()
+    settled: set[int] = set()
+    #: listed, not started: (record, item)
+    waiting = _LargestFirst(patience=2 * lookahead)
+    running: dict[Future, list[tuple[_Record, bool]]] = {}
     # files analysed in this run: in flight (sha -> future), finished (first 64 bits of the
     # sha, so that a 100,000-image run holds 9 MB here and no analyses; a later identical
     # file takes the analysis from the cache, and a prefix collision only costs a re-analysis)
     this_run: dict[str, Future] = {}
     done_this_run: set[int] = set()
-    bar = tqdm(desc="analyse", unit="img", total=total, disable=not progress)
+    bar = tqdm(
+        desc="analyse",
+        unit="img",
+        total=None if isinstance(total, Future) else total,
+        disable=not progress,
+    )
 
     def run(data: bytes, source: str) -> dict:
         try:
-            return analyse(data, source, config.max_pixels, want_faces)
+            return analyse(data, source, config.max_pixels, want_faces, with_pixels)
         except TRANSIENT_ERRORS as exc:
             return {
                 "error": f"analysis failed (transient, not cached: re-run to retry): "
@@ -350,66 +528,113 @@ def _analysed(
         except Exception as exc:  # a crash on one image is this image's problem only
             return {"error": f"analysis failed: {type(exc).__name__}: {exc}"}
 
-    def finish(record: _Record, future: Future | None, owner: bool) -> _Record:
-        if future is not None:
-            record.analysis = future.result()
+    def settle(record: _Record, analysis: dict | None = None) -> None:
+        if analysis is not None:
+            record.analysis = analysis
+            if analysis.get("error") and record.reason is None:
+                record.reason = analysis["error"]
+        settled.add(record.index)
+        bar.update(1)
+
+    def collect(future: Future) -> None:
+        analysis = future.result()
+        for record, owner in running.pop(future):
             if owner:
                 this_run.pop(record.sha, None)
-                if not record.analysis.get("transient"):
-                    cache.put(record.sha, record.analysis)
+                if not analysis.get("transient"):
+                    cache.put(record.sha, analysis)
                     done_this_run.add(int(record.sha[:16], 16))
-        if record.analysis.get("error") and record.reason is None:
-            record.reason = record.analysis["error"]
-        bar.update(1)
-        return record
+            settle(record, analysis)
+
+    def start(record: _Record, item: SourceItem) -> None:
+        try:
+            data = item.read_bytes()
+        except OSError as exc:
+            message = str(exc.strerror or exc)
+            record.reason = f"unreadable: {message.removeprefix('unreadable ')}"
+            settle(record)
+            return
+        record.sha = hashlib.sha256(data).hexdigest()
+        if record.path is None:
+            cache.put_blob(record.sha, data)
+            record.from_blob = True
+        key = int(record.sha[:16], 16)
+        earlier = this_run.get(record.sha)
+        cached = cache.get(record.sha) if earlier is None else None
+        if earlier is not None:
+            running[earlier].append((record, False))
+        elif cached is not None and (
+            not want_faces or cached.get("faces") is not None or cached.get("error")
+        ):
+            record.cache_hit = key not in done_this_run
+            done_this_run.add(key)
+            settle(record, cached)
+        elif pool is None:
+            analysis = run(data, item.source)
+            if not analysis.get("transient"):
+                cache.put(record.sha, analysis)
+                done_this_run.add(key)
+            settle(record, analysis)
+        else:
+            future = pool.submit(run, data, item.source)
+            running[future] = [(record, True)]
+            this_run[record.sha] = future
+
+    def ready() -> Iterator[_Record]:
+        while pending and pending[0].index in settled:
+            settled.discard(pending[0].index)
+            yield pending.popleft()
+
+    source = enumerate(items)
+    exhausted = False
+
+    def list_one() -> None:
+        nonlocal exhausted
+        try:
+            index, item = next(source)
+        except StopIteration:
+            exhausted = True
+            return
+        record = _Record(
+            index,
+            item.source,
+            str(item.path) if item.path else None,
+            item.sidecar_caption() or "",
+            dict(item.metadata or {}),
+        )
+        if record.caption.strip():
+            record.caption_source = "source"
+            record.caption_origin = item.caption_from or "sidecar"
+        pending.append(record)
+        waiting.add(index, _size_hint(item), (record, item), in_memory=item.data is not None)
 
     try:
-        for index, item in enumerate(items):
-            record = _Record(
-                index,
-                item.source,
-                str(item.path) if item.path else None,
-                item.sidecar_caption() or "",
-                dict(item.metadata or {}),
-            )
-            if record.caption.strip():
-                record.caption_source = "source"
-                record.caption_origin = item.caption_from or "sidecar"
-            future, owner = None, False
-            try:
-                data = item.read_bytes()
-            except OSError as exc:
-                message = str(exc.strerror or exc)
-                record.reason = f"unreadable: {message.removeprefix('unreadable ')}"
-            else:
-                record.sha = hashlib.sha256(data).hexdigest()
-                if record.path is None:
-                    cache.put_blob(record.sha, data)
-                    record.from_blob = True
-                key = int(record.sha[:16], 16)
-                earlier = this_run.get(record.sha)
-                cached = cache.get(record.sha) if earlier is None else None
-                if earlier is not None:
-                    future = earlier
-                elif cached is not None and (
-                    not want_faces or cached.get("faces") is not None or cached.get("error")
-                ):
-                    record.analysis = cached
-                    record.cache_hit = key not in done_this_run
-                    done_this_run.add(key)
-                elif pool is None:
-                    record.analysis = run(data, item.source)
-                    if not record.analysis.get("transient"):
-                        cache.put(record.sha, record.analysis)
-                        done_this_run.add(key)
-                else:
-                    future, owner = pool.submit(run, data, item.source), True
-                    this_run[record.sha] = future
-            pending.append((record, future, owner))
-            while len(pending) > window or (pending and pending[0][1] is None):
-                yield finish(*pending.pop(0))
-        while pending:
-            yield finish(*pending.pop(0))
+        while True:
+            while waiting and len(running) < max_running:
+                record, item = waiting.pop()
+                start(record, item)
+            yield from ready()
+            if isinstance(total, Future) and total.done():
+                bar.total, total = total.result(), None  # counted in the background
+                bar.refresh()
+            if not exhausted and len(running) < max_running:
+                list_one()  # a thread is free: start the next input now
+                continue
+            # the threads are busy: list ahead, to start the largest next
+            while (
+                not exhausted
+                and len(waiting) < lookahead
+                and waiting.memory_bytes < LOOKAHEAD_BYTES
+            ):
+                list_one()
+            if not running:
+                if exhausted and not waiting:
+                    break
+                continue
+            done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for future in done:
+                collect(future)
+        yield from ready()
     finally:
         bar.close()
         if pool is not None:
@@ -651,8 +876,13 @@ def _drop_duplicates(
 
 
 def _pixels(record: _Record, cache: AnalysisCache) -> np.ndarray:
-    path = cache.blob_path(record.sha) if record.from_blob else record.path
-    return decode_image(path, source=record.source)
+    """The decoded pixels of ``record`` again (:func:`decode`; safe in several threads)."""
+    path = cache.blob_path(record.sha) if record.from_blob else Path(record.path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ImageReadError(record.source, f"cannot read: {exc.strerror or exc}") from exc
+    return decode(data, record.source).pixels
 
 
 def _caption(
@@ -799,29 +1029,123 @@ def _safe_stem(name: str) -> str:
     return stem[:80]
 
 
-#: How the PNGs are written for images that cannot be copied (converted modes, rotated,
-#: 16-bit, CMYK, formats other than JPEG/PNG/WebP): zlib level 1, Huffman coding only, the
-#: SUB filter on every row. On the mate-backgrounds photos (4-18 MP) that encodes 3-12x
-#: faster than Pillow's default (level 6, adaptive filters) for files 11-47 % larger
-#: (flat renders: about 2x larger); see docs/PERFORMANCE.md, "Curation".
-PNG_PARAMS = (
-    cv2.IMWRITE_PNG_COMPRESSION,
-    1,
-    cv2.IMWRITE_PNG_STRATEGY,
-    cv2.IMWRITE_PNG_STRATEGY_HUFFMAN_ONLY,
-    cv2.IMWRITE_PNG_FILTER,
-    cv2.IMWRITE_PNG_FILTER_SUB,
-)
+#: Rows of an exported PNG compressed as one independent piece (fixed, so that the bytes do
+#: not depend on how many threads compress the pieces).
+PNG_STRIP_ROWS = 128
 
 
-def encode_png(pixels: np.ndarray) -> bytes:
-    """A PNG of RGB ``uint8`` pixels with :data:`PNG_PARAMS` (OpenCV's encoder, no metadata:
-    the same pixels always give the same bytes)."""
-    bgr = cv2.cvtColor(np.ascontiguousarray(pixels), cv2.COLOR_RGB2BGR)
-    ok, encoded = cv2.imencode(".png", bgr, list(PNG_PARAMS))
-    if not ok:  # pragma: no cover - OpenCV fails only on invalid arrays
-        raise OSError("PNG encoding failed")
-    return encoded.tobytes()
+def _deflate_strip(rows: memoryview) -> bytes:
+    """Raw deflate of filtered PNG rows, Huffman coding only (no matches, so no reference
+    reaches into another strip), ending byte-aligned so that strips concatenate into one
+    valid stream. zlib releases the GIL while it compresses."""
+    compressor = zlib.compressobj(1, zlib.DEFLATED, -15, 9, zlib.Z_HUFFMAN_ONLY)
+    return compressor.compress(rows) + compressor.flush(zlib.Z_SYNC_FLUSH)
+
+
+def _chunk(kind: bytes, parts: list[bytes]) -> list[bytes]:
+    crc, length = zlib.crc32(kind), 0
+    for part in parts:
+        crc, length = zlib.crc32(part, crc), length + len(part)
+    return [struct.pack(">I", length), kind, *parts, struct.pack(">I", crc)]
+
+
+def _png_parts(pixels: np.ndarray, pool: ThreadPoolExecutor | None = None) -> list[bytes]:
+    """The bytes of :func:`encode_png`, in pieces (written one after the other, no join)."""
+    rgb = np.ascontiguousarray(pixels)
+    height, width, channels = rgb.shape
+    if rgb.dtype != np.uint8 or channels != 3:
+        raise ValueError(f"PNG export needs RGB uint8 pixels, got {rgb.dtype} {rgb.shape}")
+    rows = rgb.reshape(height, width * 3)
+    filtered = np.empty((height, width * 3 + 1), np.uint8)
+    filtered[:, 0] = 1  # the SUB filter: each byte minus the same channel one pixel left
+    filtered[:, 1:4] = rows[:, :3]
+    np.subtract(rows[:, 3:], rows[:, :-3], out=filtered[:, 4:])  # modulo 256
+    strips = [filtered[k : k + PNG_STRIP_ROWS].data for k in range(0, height, PNG_STRIP_ROWS)]
+    compressed = list(pool.map(_deflate_strip, strips)) if pool else map(_deflate_strip, strips)
+    stream = [
+        b"\x78\x01",  # zlib header: deflate, 32 KiB window, fastest
+        *compressed,
+        b"\x03\x00",  # an empty final block
+        struct.pack(">I", zlib.adler32(filtered.data)),
+    ]
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
+    return [
+        b"\x89PNG\r\n\x1a\n",
+        *_chunk(b"IHDR", [header]),
+        *_chunk(b"IDAT", stream),
+        *_chunk(b"IEND", []),
+    ]
+
+
+def encode_png(pixels: np.ndarray, pool: ThreadPoolExecutor | None = None) -> bytes:
+    """The PNG that curation exports for RGB ``uint8`` pixels that cannot be copied
+    (converted modes, rotated, 16-bit, CMYK, formats other than JPEG/PNG/WebP).
+
+    8-bit RGB, the SUB filter on every row, zlib with Huffman coding only, no metadata: the
+    same pixels always give the same bytes. The rows are compressed in strips of
+    :data:`PNG_STRIP_ROWS`, on ``pool``'s threads when given (the bytes do not depend on
+    it). On the mate-backgrounds photos (4-18 MP) that is 6-17x faster than Pillow's
+    default (level 6, adaptive filters) for files 11-47 % larger (flat renders: about 2x
+    larger), and 5-20 % less CPU than OpenCV's encoder with the same settings (the same
+    size within 0.5 %); see docs/PERFORMANCE.md, "Curation".
+    """
+    return b"".join(_png_parts(pixels, pool))
+
+
+def _write_png(path: Path, pixels: np.ndarray, pool: ThreadPoolExecutor | None = None) -> None:
+    """Write :func:`encode_png`'s bytes to ``path`` atomically (piece by piece, no joined
+    copy); nothing when ``path`` exists."""
+    if path.is_file():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}-{threading.get_ident()}.png")
+    try:
+        with open(tmp, "wb") as handle:
+            handle.writelines(_png_parts(pixels, pool))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _png_while_analysing(
+    cache: AnalysisCache, config: CurationConfig, total: int | Future | None
+) -> Callable[[dict, np.ndarray], None] | None:
+    """The analysis hook that writes the export PNG of an image that will probably be kept,
+    from the analysis's own decode; None when most images will be dropped.
+
+    An image that cannot be copied (converted mode, rotated, 16-bit, CMYK, ...) must be
+    encoded as PNG for the dataset. Encoding it while its pixels are decoded for the analysis
+    saves a second decode at export time and spreads the encoding over the analysis threads
+    with the rest of the work (largest images first), instead of a serial tail after it.
+    The keep decision is not known yet (duplicates are grouped over all images), so this
+    is done only for images that pass the per-image filters, and only in runs that keep
+    most of what passes: without a ``target``, or with a target of at least half the
+    inputs (``total``: their number, or the future of the count that runs beside the
+    analysis; nothing is written ahead while it is unknown). A PNG written for an image
+    that is dropped in the end stays in the cache (``exports/``, by pixel hash), where a
+    later run that keeps the image finds it.
+    """
+    target = config.target
+    if target is not None and (total is None or (isinstance(total, int) and 2 * target < total)):
+        return None
+    thresholds = config.active_filters()
+
+    def write(analysis: dict, pixels: np.ndarray) -> None:
+        if analysis.get("plain_rgb"):
+            return
+        if target is not None and isinstance(total, Future):  # counted beside the analysis
+            count = total.result() if total.done() else None
+            if count is None or 2 * target < count:
+                return
+        for name, threshold in thresholds.items():
+            if FILTERS.get(name).check(analysis["signals"], threshold):
+                return
+        # ahead of time only: a failure here must not fail the analysis; the export tries
+        # again and reports it
+        with contextlib.suppress(Exception):
+            _write_png(cache.export_path(analysis["pixel_hash"]), pixels)
+
+    return write
 
 
 def _link_or_copy(source: Path, target: Path, *, link: bool = True) -> None:
@@ -865,6 +1189,7 @@ def _export_image(
     staging: Path,
     out: Path | None = None,
     previous: dict[str, tuple[str, int]] | None = None,
+    strips: ThreadPoolExecutor | None = None,
 ) -> str:
     """Write a kept image under ``staging/images``; returns its path relative to the dataset.
 
@@ -891,10 +1216,7 @@ def _export_image(
         name = f"{_safe_stem(name_hint)}-{digest[:10]}.png"
         cached = cache.export_path(digest)
         if not cached.is_file():
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cached.with_name(f".{cached.name}.tmp{os.getpid()}-{threading.get_ident()}")
-            tmp.write_bytes(encode_png(_pixels(record, cache)))
-            os.replace(tmp, cached)
+            _write_png(cached, _pixels(record, cache), strips)
         _link_or_copy(cached, staging / IMAGES_DIR / name)
     return f"{IMAGES_DIR}/{name}"
 
@@ -973,11 +1295,9 @@ def curate(
         for other in merge_caches:
             cache.merge_from(other)
         try:
-            total = (
-                count_sources(sources, exclude=exclude, split=config.split) if progress else None
-            )
+            count = functools.partial(count_sources, sources, exclude=exclude, split=config.split)
             result = _run(
-                sources, items, out, staging, cache, config, captioner, progress, total, stats
+                sources, items, out, staging, cache, config, captioner, progress, count, stats
             )
             result.out_dir = out
             result.sources = stats.as_dict()
@@ -1019,7 +1339,7 @@ def _analyse_shard(
     cache = AnalysisCache(cache_path)
     analysed, hits, reasons = 0, 0, Counter()
     try:
-        with keep_freed_memory():
+        with keep_freed_memory(threads=True):
             for record in _analysed(mine, cache, config, progress):
                 analysed += 1
                 hits += record.cache_hit
@@ -1059,7 +1379,7 @@ def _run(
     config: CurationConfig,
     captioner: Any,
     progress: bool,
-    total: int | None,
+    count: Callable[[], int | None],
     stats: SourceStats,
 ) -> CurationResult:
     """Analyse, filter, de-duplicate, caption, select and export into ``staging``.
@@ -1070,6 +1390,10 @@ def _run(
     read back the records they need (duplicate groups, the selection pool, the kept
     images), and ``rejected.csv`` is streamed from the store. Both stores live in
     ``staging/.work`` and are deleted before the dataset is swapped in.
+
+    ``count()`` (the number of inputs, for the progress bar and :func:`_png_while_analysing`)
+    runs on a thread beside the analysis, not before it: listing a large pool takes seconds
+    that the analysis threads need not wait for.
     """
     from restorelab.curation.dedup import ThumbnailStore
     from restorelab.curation.selection import quality_score
@@ -1089,8 +1413,12 @@ def _run(
     columns = Columns()
     result = CurationResult(out_dir=out)
     try:
-        with keep_freed_memory():
-            for record in _analysed(items, cache, config, progress, total):
+        with keep_freed_memory(threads=True):  # before any thread starts (see its docstring)
+            counter = ThreadPoolExecutor(1, thread_name_prefix="count")
+            total = counter.submit(count)
+            counter.shutdown(wait=False)
+            ahead = _png_while_analysing(cache, config, total)
+            for record in _analysed(items, cache, config, progress, total, ahead):
                 alive = record.reason is None
                 thumbs.append(record.analysis.get("fingerprint") if alive else None)
                 record = _slim(record, config)
@@ -1133,7 +1461,8 @@ def _run(
         result.shortfall = _select(store, columns, config)
         lap("selection")
         kept = store.get(np.flatnonzero(columns.alive))
-        exported = _export_all(kept, cache, staging, out, config, progress)
+        with keep_freed_memory(threads=True):
+            exported = _export_all(kept, cache, staging, out, config, progress)
         kept_rows = []
         for record in kept:
             file_name = exported[record.index]
@@ -1209,24 +1538,38 @@ def _export_all(
     config: CurationConfig,
     progress: bool = False,
 ) -> dict[int, str | Exception]:
-    """Export ``records`` on ``config.workers`` threads (copies, links and PNG encoding all
-    release the GIL); record index → file name, or the error that stopped it."""
+    """Export ``records`` on ``config.workers`` threads (copies, links, decoding and PNG
+    encoding all release the GIL), the images to encode first, largest first, each PNG's
+    strips compressed on ``config.workers`` more threads; record index → file name, or the
+    error that stopped it."""
     previous = _previous_files(out)
     workers = config.workers or os.cpu_count() or 1
     results: dict[int, str | Exception] = {}
 
     def one(record: _Record) -> str | Exception:
         try:
-            return _export_image(record, cache, staging, out, previous)
+            return _export_image(record, cache, staging, out, previous, strips)
         except (ImageReadError, OSError) as exc:
             return exc
 
     with (
         ThreadPoolExecutor(workers, thread_name_prefix="export") as pool,
+        # the strips of each PNG on their own threads: the last large image is not encoded
+        # on one core while the others idle
+        ThreadPoolExecutor(workers, thread_name_prefix="export-png") as strips,
         tqdm(total=len(records), desc="export", unit="img", disable=not progress) as bar,
     ):
-        futures = {pool.submit(one, record): record.index for record in records}
-        for future in futures:
+        # the images to encode first, largest first, so that the last one does not run
+        # alone; then the copies and links
+        def order(record: _Record) -> tuple[bool, float]:
+            to_encode = (
+                not record.analysis.get("plain_rgb")
+                and not cache.export_path(record.analysis["pixel_hash"]).is_file()
+            )
+            return (not to_encode, -float(record.signals.get("megapixels") or 0.0))
+
+        futures = {pool.submit(one, record): record.index for record in sorted(records, key=order)}
+        for future in as_completed(futures):
             results[futures[future]] = future.result()
             bar.update(1)
     return results

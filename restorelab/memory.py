@@ -20,6 +20,7 @@ __all__ = ["CommandResult", "keep_freed_memory", "run_measured"]
 _M_TRIM_THRESHOLD = -1
 _M_TOP_PAD = -2
 _M_MMAP_THRESHOLD = -3
+_M_ARENA_MAX = -8
 #: Where glibc's own adaptive thresholds end up after freeing large blocks (its ceiling,
 #: ``DEFAULT_MMAP_THRESHOLD_MAX`` on 64-bit, and twice that for trimming). Setting a threshold
 #: turns the adaptation off for good, so these are what is restored on exit: the fixed 128 KiB
@@ -41,7 +42,7 @@ def _libc() -> ctypes.CDLL | None:
 
 
 @contextlib.contextmanager
-def keep_freed_memory(largest_bytes: int = 128 * 2**20) -> Iterator[None]:
+def keep_freed_memory(largest_bytes: int = 128 * 2**20, *, threads: bool = False) -> Iterator[None]:
     """Let glibc reuse freed large blocks instead of returning them to the kernel, for a while.
 
     glibc serves blocks above 128 KiB with fresh ``mmap`` pages and unmaps them on ``free``,
@@ -51,11 +52,24 @@ def keep_freed_memory(largest_bytes: int = 128 * 2**20) -> Iterator[None]:
     memory is kept for reuse; on exit the unused part is given back (``malloc_trim``) and
     the thresholds are set to where glibc's adaptive ones settle for large arrays. Peak memory
     does not grow: the same blocks are reused. A no-op where the C library is not glibc.
+
+    ``threads=True`` is for loops that run on threads started inside the context: glibc
+    gives each new thread its own arena, whose heaps hold at most 64 MiB, so larger arrays
+    (a 17.9 MP photo as float32 is 72 MB) are mapped and unmapped per allocation there
+    whatever the threshold, and each arena keeps its own freed memory. With
+    ``M_ARENA_MAX = 1`` new threads allocate from the main heap, which these settings
+    govern: on curation's analysis of 2-18 MP photos on two threads this cut system time
+    from about 2 s to 0.25 s and peak memory from 1.3 GB to 0.6-0.7 GB. glibc fixes its
+    arena limit the first time it needs it, so later threads of the process also share the
+    existing arenas (large-array work is unaffected; many small allocations on many threads
+    may contend a little).
     """
     libc = _libc()
     if libc is None:
         yield
         return
+    if threads:
+        libc.mallopt(_M_ARENA_MAX, 1)
     libc.mallopt(_M_MMAP_THRESHOLD, int(largest_bytes))
     libc.mallopt(_M_TRIM_THRESHOLD, 4 * int(largest_bytes))
     libc.mallopt(_M_TOP_PAD, int(largest_bytes) // 2)

@@ -962,30 +962,3 @@ def test_a_users_source_file_is_copied_not_linked(tmp_path: Path) -> None:
     exported = out / _kept(out)["astro.jpg"]["file_name"]
     assert exported.read_bytes() == (src / "astro.jpg").read_bytes()
     assert not exported.samefile(src / "astro.jpg")
-
-
-def test_plain_pngs_decode_through_opencv_as_pillow_does(tmp_path: Path) -> None:
-    """8-bit RGB and grey PNGs take OpenCV's decoder with Pillow's exact pixels; palette,
-    alpha, transparency and 16-bit PNGs are left to Pillow."""
-    from restorelab.curation.pipeline import _decode_plain_png
-    from restorelab.imageio import decode_image_info
-
-    photo = data.coffee()[:100, :140]
-
-    def png(image: Image.Image, **kwargs) -> bytes:
-        buffer = io.BytesIO()
-        image.save(buffer, format="PNG", **kwargs)
-        return buffer.getvalue()
-
-    for payload in (png(Image.fromarray(photo)), png(Image.fromarray(photo).convert("L"))):
-        fast, reference = _decode_plain_png(payload, 10**9), decode_image_info(payload)
-        assert fast is not None and np.array_equal(fast.pixels, reference.pixels)
-        assert (fast.mode, fast.format) == (reference.mode, reference.format)
-    grey16 = Image.fromarray(np.asarray(Image.fromarray(photo).convert("L"), np.uint16) * 257)
-    for payload in (
-        png(Image.fromarray(photo).convert("P")),
-        png(Image.fromarray(photo).convert("RGBA")),
-        png(Image.fromarray(photo).convert("L"), transparency=0),
-        png(grey16),
-    ):
-        assert _decode_plain_png(payload, 10**9) is None
