@@ -54,26 +54,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from mate_photos import MATE_DIR, MATE_LARGE, MATE_PHOTOS
+
 INSTALL_HINT = (
     "cleanvision is missing: install it into this environment with\n"
     f"    {sys.executable} -m pip install cleanvision==0.3.7"
-)
-MATE_DIR = Path("/usr/share/backgrounds/mate")
-#: The photographs among mate-backgrounds 1.26 (the rest are drawings, renders and a
-#: painting: abstract/*, desktop/*).
-MATE_PHOTOS = (
-    "nature/Aqua.jpg",
-    "nature/Blinds.jpg",
-    "nature/Dune.jpg",
-    "nature/FreshFlower.jpg",
-    "nature/Garden.jpg",
-    "nature/GreenMeadow.jpg",
-    "nature/LadyBird.jpg",
-    "nature/RainDrops.jpg",
-    "nature/Storm.jpg",
-    "nature/TwoWings.jpg",
-    "nature/Wood.jpg",
-    "nature/YellowFlower.jpg",
 )
 IMAGE_ENDINGS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 POLL_SECONDS = 0.05
@@ -116,7 +101,6 @@ def source_photos(photos: Path | None) -> list[Path]:
 
 
 #: Photos of at least 5 MP in mate-backgrounds (8.3 and 17.9 MP).
-MATE_LARGE = ("abstract/Elephants_3840x2160.jpg", "abstract/Elephants_5640x3172.jpg")
 #: The forms ``--odd`` cycles through.
 ODD_FORMS = ("png", "rgba", "png16", "cmyk", "rotated", "jpeg")
 

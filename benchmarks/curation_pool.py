@@ -44,25 +44,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+from mate_photos import MATE_DIR, MATE_LARGE, MATE_PHOTOS
 
 ROOT = Path("/tmp/restorelab-pool")
-MATE_DIR = Path("/usr/share/backgrounds/mate")
-MATE_PHOTOS = (
-    "nature/Aqua.jpg",
-    "nature/Blinds.jpg",
-    "nature/Dune.jpg",
-    "nature/FreshFlower.jpg",
-    "nature/Garden.jpg",
-    "nature/GreenMeadow.jpg",
-    "nature/LadyBird.jpg",
-    "nature/RainDrops.jpg",
-    "nature/Storm.jpg",
-    "nature/TwoWings.jpg",
-    "nature/Wood.jpg",
-    "nature/YellowFlower.jpg",
-    "abstract/Elephants_5640x3172.jpg",
-    "desktop/GreenTraditional.jpg",
-)
+#: The pool's photographs (the order fixes the pool of a given POOL_VERSION).
+POOL_PHOTOS = (*MATE_PHOTOS, MATE_LARGE[1], "desktop/GreenTraditional.jpg")
 SKIMAGE_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "retina")
 POOL_VERSION = 3
 SHARD_SIZE = 1000
@@ -76,7 +62,7 @@ def _photos() -> list[np.ndarray]:
     import cv2
 
     photos = []
-    for name in MATE_PHOTOS:
+    for name in POOL_PHOTOS:
         path = MATE_DIR / name
         if path.is_file():
             photos.append(cv2.cvtColor(cv2.imread(os.fspath(path)), cv2.COLOR_BGR2RGB))
