@@ -242,7 +242,9 @@ def cleanvision_cmd(folder: Path, python: str | None = None) -> list[str]:
     ]
 
 
-def restorelab_cmd(folder: Path, out: Path, workers: int, python: str | None = None) -> list[str]:
+def restorelab_cmd(
+    folder: Path, out: Path, workers: int, python: str | None = None, min_side: int | None = None
+) -> list[str]:
     python = python or sys.executable
     script = Path(python).with_name("restorelab")
     head = [os.fspath(script)] if script.exists() else [python, "-m", "restorelab"]
@@ -255,6 +257,7 @@ def restorelab_cmd(folder: Path, out: Path, workers: int, python: str | None = N
         "--all",
         "--workers",
         str(workers),
+        *(["--min-side", str(min_side)] if min_side is not None else []),
     ]
 
 
@@ -376,6 +379,9 @@ def main() -> None:
     parser.add_argument("--copies", type=int, default=4, help="planted variants per photo")
     parser.add_argument("--repeat", type=int, default=3, help="runs per tool (>= 2)")
     parser.add_argument("--workers", type=int, default=2, help="restorelab analysis workers")
+    parser.add_argument(
+        "--min-side", type=int, default=None, help="restorelab's min_side filter (px; small photos)"
+    )
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
     parser.add_argument("--keep", type=Path, default=None, help="build the folder here, keep it")
     parser.add_argument("--odd", action="store_true", help="photos in forms needing a PNG export")
@@ -438,7 +444,7 @@ def main() -> None:
             for version, interpreter in versions.items():
                 out = work / "out" if version == "restorelab" else work / f"out-{version}"
                 shutil.rmtree(out, ignore_errors=True)
-                cmd = restorelab_cmd(folder, out, args.workers, interpreter)
+                cmd = restorelab_cmd(folder, out, args.workers, interpreter, args.min_side)
                 for name in (version, f"{version}_cached"):
                     runs[name].append(measure(cmd, log=log))
                     done = json.loads((out / "curation.json").read_text())
