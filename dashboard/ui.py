@@ -267,6 +267,17 @@ def filtered(ctx: Context, selection: tuple) -> pd.DataFrame:
     return _filtered(ctx.key, selection, ctx.frame)
 
 
+def filtered_or_stop(ctx: Context) -> tuple[tuple, pd.DataFrame]:
+    """The sidebar's :func:`cell_filter` and the rows it selects; when it selects none, says so
+    and stops the page."""
+    selection = cell_filter(ctx)
+    frame = filtered(ctx, selection)
+    if frame.empty:
+        st.info("No rows for the chosen degradations and severities: widen the filter.")
+        st.stop()
+    return selection, frame
+
+
 @st.cache_resource(max_entries=32, show_spinner=False)
 def _filtered(key: str, selection: tuple, _frame: pd.DataFrame) -> pd.DataFrame:
     return data.filter_rows(_frame, list(selection[0]), list(selection[1])).reset_index(drop=True)

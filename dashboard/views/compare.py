@@ -13,11 +13,7 @@ restorers = sorted(ctx.frame["restorer"].astype(str).unique())
 if len(restorers) < 2:
     st.info("A paired comparison needs two restorers; the open runs have one.")
     st.stop()
-selection = ui.cell_filter(ctx)
-frame = ui.filtered(ctx, selection)
-if frame.empty:
-    st.info("No rows for the chosen degradations and severities: widen the filter.")
-    st.stop()
+selection, frame = ui.filtered_or_stop(ctx)
 left, mid, right = st.columns(3)
 a = left.selectbox("Restorer A", restorers, index=ui.default_restorer(restorers), key="ab_a")
 b = mid.selectbox("Restorer B", [r for r in restorers if r != a], index=0, key="ab_b")

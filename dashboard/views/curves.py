@@ -10,11 +10,7 @@ from restorelab.dashboard.data import EXTREME_FROM, INPUT_LABEL
 ctx = ui.context()
 st.title("Severity curves")
 ctx.require_rows()
-selection = ui.cell_filter(ctx)
-frame = ui.filtered(ctx, selection)
-if frame.empty:
-    st.info("No rows for the chosen degradations and severities: widen the filter.")
-    st.stop()
+selection, frame = ui.filtered_or_stop(ctx)
 metric = st.selectbox("Metric", ctx.metrics, key="curves_metric")
 better = "higher" if ctx.directions[metric] else "lower"
 st.write(

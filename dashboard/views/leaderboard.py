@@ -7,11 +7,7 @@ from restorelab.dashboard import data, ui
 ctx = ui.context()
 st.title("Leaderboard")
 ctx.require_rows()
-selection = ui.cell_filter(ctx)
-frame = ui.filtered(ctx, selection)
-if frame.empty:
-    st.info("No rows for the chosen degradations and severities: widen the filter.")
-    st.stop()
+selection, frame = ui.filtered_or_stop(ctx)
 n_cells = len(frame[["degradation", "severity"]].drop_duplicates())
 st.caption(
     f"{frame['image_id'].nunique()} images · {n_cells}"
