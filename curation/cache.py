@@ -14,8 +14,21 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 #: Bump when the analysis changes in a way that makes old entries wrong.
 ANALYSIS_VERSION = 3  # 3: provenance (luma table, tone comb); 2: XXH3-128 pixel hashes
+
+
+def _ordered_keys(a: np.ndarray, b: np.ndarray) -> list[tuple[bytes, bytes]]:
+    """The rows of ``a`` and ``b`` as byte strings, the smaller first in each pair."""
+    pairs = []
+    for key_a, key_b in zip(
+        np.ascontiguousarray(a, np.uint8), np.ascontiguousarray(b, np.uint8), strict=True
+    ):
+        x, y = key_a.tobytes(), key_b.tobytes()
+        pairs.append((x, y) if x <= y else (y, x))
+    return pairs
 
 
 class AnalysisCache:
@@ -37,6 +50,11 @@ class AnalysisCache:
         )
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS pairs (key TEXT PRIMARY KEY, version INTEGER, value BLOB)"
+        )
+        # near-duplicate alignment scores by the two fingerprints' 16-byte keys (a < b)
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS pair_scores (a BLOB, b BLOB, version INTEGER, "
+            "similarity REAL, overlap REAL, PRIMARY KEY (a, b)) WITHOUT ROWID"
         )
         self._db.commit()
 
@@ -72,6 +90,50 @@ class AnalysisCache:
         )
         self._db.commit()
 
+    def pair_scores(
+        self, a: np.ndarray, b: np.ndarray, version: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(found, similarity, overlap) kept for the fingerprint pairs (a[k], b[k]) — ``(k,
+        16)`` ``uint8`` keys, in either order — with scorer ``version``; NaN where not found
+        (see :class:`restorelab.curation.dedup.ScoreMemo`)."""
+        pairs = _ordered_keys(a, b)
+        found = np.zeros(len(pairs), bool)
+        sims = np.full(len(pairs), np.nan)
+        overlaps = np.full(len(pairs), np.nan)
+        if not pairs:
+            return found, sims, overlaps
+        # a join with a temporary table of the wanted pairs uses the primary key (3 µs a
+        # pair); ``(a, b) IN (VALUES ...)`` scanned the whole table
+        self._db.execute("CREATE TEMP TABLE IF NOT EXISTS wanted_pairs (k INTEGER, a BLOB, b BLOB)")
+        self._db.execute("DELETE FROM wanted_pairs")
+        self._db.executemany(
+            "INSERT INTO wanted_pairs VALUES (?, ?, ?)",
+            [(k, key_a, key_b) for k, (key_a, key_b) in enumerate(pairs)],
+        )
+        rows = self._db.execute(
+            "SELECT w.k, s.similarity, s.overlap FROM wanted_pairs AS w JOIN pair_scores AS s "
+            "ON s.a = w.a AND s.b = w.b WHERE s.version = ?",
+            (version,),
+        ).fetchall()
+        self._db.commit()  # the temporary table's transaction
+        if rows:
+            index, similarity, overlap = (np.array(column) for column in zip(*rows, strict=True))
+            found[index], sims[index], overlaps[index] = True, similarity, overlap
+        return found, sims, overlaps
+
+    def put_pair_scores(
+        self, a: np.ndarray, b: np.ndarray, sims: np.ndarray, overlaps: np.ndarray, version: int
+    ) -> None:
+        """Keep the alignment scores of the fingerprint pairs (a[k], b[k])."""
+        rows = [
+            (key_a, key_b, version, float(similarity), float(overlap))
+            for (key_a, key_b), similarity, overlap in zip(
+                _ordered_keys(a, b), sims.tolist(), overlaps.tolist(), strict=True
+            )
+        ]
+        self._db.executemany("INSERT OR REPLACE INTO pair_scores VALUES (?, ?, ?, ?, ?)", rows)
+        self._db.commit()
+
     def export_path(self, pixel_hash: str) -> Path:
         """Where the exported PNG of pixels ``pixel_hash`` is (or would be) kept."""
         return self.folder / "exports" / pixel_hash[:2] / f"{pixel_hash}.png"
@@ -92,7 +154,8 @@ class AnalysisCache:
 
     def merge_from(self, folder: str | os.PathLike) -> int:
         """Add the entries of another cache folder (a shard's) that this one lacks: analyses,
-        pairwise measures, blobs and exported PNGs. Returns the analyses added."""
+        pairwise measures, alignment scores, blobs and exported PNGs. Returns the analyses
+        added."""
         import shutil
 
         other = Path(folder)
@@ -106,6 +169,11 @@ class AnalysisCache:
                 self._db.execute(
                     f"INSERT OR IGNORE INTO {table} SELECT * FROM other.{table} WHERE version = ?",
                     (ANALYSIS_VERSION,),
+                )
+            tables = {row[0] for row in self._db.execute("SELECT name FROM other.sqlite_master")}
+            if "pair_scores" in tables:  # keyed by fingerprints: valid across analysis versions
+                self._db.execute(
+                    "INSERT OR IGNORE INTO pair_scores SELECT * FROM other.pair_scores"
                 )
             self._db.commit()
         finally:

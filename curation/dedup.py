@@ -61,11 +61,13 @@ fit in memory (only the 64-bit hashes stay there).
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import cv2
 import numpy as np
@@ -115,6 +117,9 @@ _TILE = 1024
 _SCORE_CHUNK = 1024
 # Pairs buffered before a pair spool writes them to its file.
 _SPOOL_BUFFER = 1 << 16
+#: Version of the alignment scores (similarity, overlap) that a :class:`ScoreMemo` keeps:
+#: bump it when :func:`_score_pairs` changes its results.
+SCORE_VERSION = 1
 
 
 @dataclass(frozen=True, eq=False)
@@ -357,6 +362,7 @@ def group_store(
     spool_dir: str | os.PathLike | None = None,
     stats: dict | None = None,
     workers: int = 1,
+    memo: ScoreMemo | None = None,
 ) -> list[list[int]]:
     """:func:`find_duplicate_groups` of the images ``members`` of a :class:`ThumbnailStore`,
     in memory that does not grow with their number.
@@ -379,8 +385,14 @@ def group_store(
         Threads that align candidate pairs (the groups do not depend on it).
     stats : dict, optional
         Filled with the counts: ``images``, ``hash_comparisons``, ``candidates`` (pairs within
-        the radius), ``prefilter_passed``, ``aligned``, ``confirmed``, ``rounds`` and
+        the radius), ``prefilter_passed``, ``aligned`` (pairs scored, from ``memo`` or
+        aligned), ``scores_reused`` (of those, from ``memo``), ``confirmed``, ``rounds`` and
         ``groups``.
+    memo : ScoreMemo, optional
+        Scores of pairs aligned before (by their fingerprints' :func:`fingerprint_key`):
+        a pair found there is not aligned again, and each new score is added to it. The
+        groups are the same with or without it (a score depends on the pair only); a
+        re-run skips the alignment, the most of a large pool's grouping time.
     """
     if isinstance(hamming_radius, bool) or not isinstance(hamming_radius, (int, np.integer)):
         raise TypeError(f"hamming_radius must be an int, got {hamming_radius!r}")
@@ -422,6 +434,7 @@ def group_store(
                 bar,
                 spool_dir,
                 max(1, int(workers)),
+                memo,
             )
     finally:
         survivors.close()
@@ -459,7 +472,16 @@ def _candidates(store, members, radius: int, survivors, stats: dict, bar) -> Non
 
 
 def _join_confirmed(
-    store, members, survivors, min_similarity, min_overlap, stats: dict, bar, spool_dir, workers
+    store,
+    members,
+    survivors,
+    min_similarity,
+    min_overlap,
+    stats: dict,
+    bar,
+    spool_dir,
+    workers,
+    memo: ScoreMemo | None = None,
 ) -> list[int]:
     """Union-find forest of the confirmed survivor pairs (positions in ``members``).
 
@@ -482,7 +504,7 @@ def _join_confirmed(
             i = forest[i]
         return i
 
-    stats.update(aligned=0, confirmed=0, rounds=0)
+    stats.update(aligned=0, scores_reused=0, confirmed=0, rounds=0)
     remaining, optimistic = survivors, True
     while len(remaining):
         stats["rounds"] += 1
@@ -510,7 +532,7 @@ def _join_confirmed(
                 rest.close()
                 break
             good_count = 0
-            for ci, cj, sims, overlaps in _scored(store, members, batch, workers):
+            for ci, cj, sims, overlaps in _scored(store, members, batch, workers, memo, stats):
                 good = (sims >= min_similarity) & (overlaps >= min_overlap)
                 good_count += int(good.sum())
                 for i, j in zip(ci[good].tolist(), cj[good].tolist(), strict=True):
@@ -528,30 +550,70 @@ def _join_confirmed(
     return [root(parent, i) for i in range(len(parent))]
 
 
-def _scored(store, members: np.ndarray, batch: _PairSpools, workers: int):
+def _scored(
+    store,
+    members: np.ndarray,
+    batch: _PairSpools,
+    workers: int,
+    memo: ScoreMemo | None = None,
+    stats: dict | None = None,
+):
     """(i, j, similarity, overlap) of the batch's pairs, chunk by chunk, in order; scored on
     ``workers`` threads (the alignment's batched NumPy work releases the GIL; each pair's
-    score depends on that pair only, so the scores are those of one thread)."""
+    score depends on that pair only, so the scores are those of one thread). With ``memo``,
+    the pairs found there are not aligned, and the others' scores are added to it (both in
+    this thread: the memo need not be thread-safe)."""
+    keys = store.keys if memo is not None else None
 
-    def score(ci: np.ndarray, cj: np.ndarray):
-        sims, overlaps = _score_pairs(store, np.stack([members[ci], members[cj]], axis=1))
+    def score(ci: np.ndarray, cj: np.ndarray, known):
+        if known is None:
+            sims, overlaps = _score_pairs(store, np.stack([members[ci], members[cj]], axis=1))
+            return ci, cj, sims, overlaps, None
+        found, sims, overlaps = known
+        todo = ~found
+        if todo.any():
+            pairs = np.stack([members[ci[todo]], members[cj[todo]]], axis=1)
+            sims[todo], overlaps[todo] = _score_pairs(store, pairs)
+        return ci, cj, sims, overlaps, todo
+
+    def jobs():
+        for ci, cj, _ in batch.chunks(_SCORE_CHUNK):
+            known = None
+            if memo is not None:
+                found, sims, overlaps = memo.pair_scores(
+                    keys[members[ci]], keys[members[cj]], SCORE_VERSION
+                )
+                known = (found, np.asarray(sims, np.float64), np.asarray(overlaps, np.float64))
+                if stats is not None:
+                    stats["scores_reused"] = stats.get("scores_reused", 0) + int(found.sum())
+            yield ci, cj, known
+
+    def remember(result):
+        ci, cj, sims, overlaps, todo = result
+        if memo is not None and todo.any():
+            memo.put_pair_scores(
+                keys[members[ci[todo]]],
+                keys[members[cj[todo]]],
+                sims[todo],
+                overlaps[todo],
+                SCORE_VERSION,
+            )
         return ci, cj, sims, overlaps
 
-    chunks = ((ci, cj) for ci, cj, _ in batch.chunks(_SCORE_CHUNK))
     if workers <= 1:
-        yield from (score(ci, cj) for ci, cj in chunks)
+        yield from (remember(score(*job)) for job in jobs())
         return
     from collections import deque
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(workers, thread_name_prefix="align") as pool:
         in_flight: deque = deque()
-        for ci, cj in chunks:
-            in_flight.append(pool.submit(score, ci, cj))
+        for job in jobs():
+            in_flight.append(pool.submit(score, *job))
             if len(in_flight) > 2 * workers:
-                yield in_flight.popleft().result()
+                yield remember(in_flight.popleft().result())
         while in_flight:
-            yield in_flight.popleft().result()
+            yield remember(in_flight.popleft().result())
 
 
 def _components(roots: list[int]) -> list[list[int]]:
@@ -823,6 +885,35 @@ def _dot_rows(va: np.ndarray, vb: np.ndarray, ia: np.ndarray, ib: np.ndarray) ->
     return out
 
 
+def fingerprint_key(phash: int, thumb: np.ndarray) -> bytes:
+    """A 128-bit BLAKE2b digest of a fingerprint (its pHash and thumbnail bytes): what
+    the alignment scores of a pair are kept under, since they depend on the two
+    fingerprints only."""
+    digest = hashlib.blake2b(int(phash).to_bytes(8, "little"), digest_size=16)
+    digest.update(np.ascontiguousarray(thumb, np.uint8).tobytes())
+    return digest.digest()
+
+
+class ScoreMemo(Protocol):
+    """Where :func:`group_store` keeps the alignment scores of the pairs it aligned, so that
+    a re-run (the same images, or new thresholds) aligns only pairs never aligned before.
+    Keys are :func:`fingerprint_key` digests as ``(k, 16)`` ``uint8`` rows; a pair's score
+    does not depend on the order of its two keys. :class:`restorelab.curation.cache.
+    AnalysisCache` is one."""
+
+    def pair_scores(
+        self, a: np.ndarray, b: np.ndarray, version: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(found, similarity, overlap) of the pairs (a[k], b[k]); NaN where not found."""
+        ...
+
+    def put_pair_scores(
+        self, a: np.ndarray, b: np.ndarray, sims: np.ndarray, overlaps: np.ndarray, version: int
+    ) -> None:
+        """Keep the scores of the pairs (a[k], b[k])."""
+        ...
+
+
 class ThumbnailStore:
     """Fingerprints of many images, of which only the hashes stay in memory.
 
@@ -843,6 +934,7 @@ class ThumbnailStore:
         self._thumbs = open(self.folder / "thumbs.u8", "w+b")  # noqa: SIM115
         self._vectors = open(self.folder / "prefilter.f32", "w+b")  # noqa: SIM115
         self._hashes = np.zeros(self._CHUNK, np.uint64)
+        self._keys = np.zeros((self._CHUNK, 16), np.uint8)
         self._count = 0
         self._pending: list[np.ndarray] = []
         self._pending_from = 0
@@ -855,12 +947,21 @@ class ThumbnailStore:
         """The 64-bit hashes, ``uint64`` (0 for placeholders)."""
         return self._hashes[: self._count]
 
+    @property
+    def keys(self) -> np.ndarray:
+        """The (n, 16) ``uint8`` :func:`fingerprint_key` of each image (zeros for
+        placeholders)."""
+        return self._keys[: self._count]
+
     def append(self, fp: Fingerprint | None) -> int:
         """Add one image's fingerprint (or a placeholder); returns its index."""
         if self._count == len(self._hashes):
             self._hashes = np.concatenate([self._hashes, np.zeros_like(self._hashes)])
+            self._keys = np.concatenate([self._keys, np.zeros_like(self._keys)])
         thumb = np.zeros((THUMB_SIZE, THUMB_SIZE), np.uint8) if fp is None else fp.thumb
         self._hashes[self._count] = 0 if fp is None else int(fp.phash)
+        if fp is not None:
+            self._keys[self._count] = np.frombuffer(fingerprint_key(fp.phash, thumb), np.uint8)
         self._pending.append(thumb)
         self._count += 1
         if len(self._pending) >= 256:
@@ -920,6 +1021,11 @@ class _MemoryStore:
         self.fingerprints = fingerprints
         self.phashes = np.array([int(fp.phash) for fp in fingerprints], dtype=np.uint64)
         self._vectors: np.ndarray | None = None
+
+    @functools.cached_property
+    def keys(self) -> np.ndarray:
+        keys = b"".join(fingerprint_key(fp.phash, fp.thumb) for fp in self.fingerprints)
+        return np.frombuffer(keys, np.uint8).reshape(-1, 16)
 
     def thumbs(self, index: np.ndarray) -> np.ndarray:
         index = np.asarray(index, np.int64).ravel()

@@ -47,7 +47,7 @@ from restorelab.corpus import METADATA_FILE
 from restorelab.curation.cache import AnalysisCache
 from restorelab.curation.filters import FILTERS
 from restorelab.curation.output import CurationError, output_lock, staging_dir, swap_in
-from restorelab.curation.records import Columns, RecordStore
+from restorelab.curation.records import Columns, DigestSet, RecordStore
 from restorelab.curation.schema import CurationConfig
 from restorelab.curation.signals import compute_signals, jpeg_quantization_tables
 from restorelab.curation.sources import SourceItem, SourceStats, count_sources, iter_sources
@@ -398,45 +398,50 @@ class _LargestFirst:
     """Inputs listed but not started yet: :meth:`pop` gives the largest, unless the oldest
     has waited while ``patience`` newer inputs were listed (then the oldest), so that every
     input starts within a bounded distance of its place and records can be returned in
-    input order with little held back. O(log n) per input."""
+    input order with little held back. O(log n) per input.
+
+    The entries live in one dict; the size heap and the listing order hold indices only,
+    and an index taken through one of them is dropped from the other when it comes up (or
+    when the heap has grown to twice the waiting inputs): nothing of a started input stays
+    behind, so that this queue's memory does not grow with the pool (an index left in the
+    heap with its record pinned Python's small-object arenas for the whole run)."""
 
     def __init__(self, patience: int) -> None:
         self.patience = patience
-        self._heap: list[tuple[int, int, Any]] = []
-        self._order: deque[tuple[int, Any]] = deque()
-        self._taken: set[int] = set()
+        self._entries: dict[int, tuple[Any, int]] = {}
+        self._heap: list[tuple[int, int]] = []
+        self._order: deque[int] = deque()
         self._newest = -1
-        self.count = 0
         #: bytes of the waiting inputs that hold their data in memory
         self.memory_bytes = 0
 
     def add(self, index: int, size: int, entry: Any, in_memory: bool = False) -> None:
         held = size if in_memory else 0
-        heapq.heappush(self._heap, (-size, index, (entry, held)))
-        self._order.append((index, (entry, held)))
+        self._entries[index] = (entry, held)
+        heapq.heappush(self._heap, (-size, index))
+        self._order.append(index)
         self._newest = max(self._newest, index)
-        self.count += 1
         self.memory_bytes += held
 
-    def _discard_taken(self) -> None:
-        while self._order and self._order[0][0] in self._taken:
-            self._taken.discard(self._order.popleft()[0])
-        while self._heap and self._heap[0][1] in self._taken:
-            self._taken.discard(heapq.heappop(self._heap)[1])
-
     def pop(self) -> Any:
-        self._discard_taken()
-        if self._order[0][0] <= self._newest - self.patience:
-            index, (entry, held) = self._order.popleft()
+        entries = self._entries
+        while self._order[0] not in entries:
+            self._order.popleft()
+        if self._order[0] <= self._newest - self.patience:
+            index = self._order.popleft()
         else:
-            _, index, (entry, held) = heapq.heappop(self._heap)
-        self._taken.add(index)
-        self.count -= 1
+            while self._heap[0][1] not in entries:
+                heapq.heappop(self._heap)
+            index = heapq.heappop(self._heap)[1]
+        entry, held = entries.pop(index)
         self.memory_bytes -= held
+        if len(self._heap) > 2 * len(entries) + 64:
+            self._heap = [item for item in self._heap if item[1] in entries]
+            heapq.heapify(self._heap)
         return entry
 
     def __len__(self) -> int:
-        return self.count
+        return len(self._entries)
 
 
 def _size_hint(item: SourceItem) -> int:
@@ -504,11 +509,11 @@ def _analysed(
     #: listed, not started: (record, item)
     waiting = _LargestFirst(patience=2 * lookahead)
     running: dict[Future, list[tuple[_Record, bool]]] = {}
-    # files analysed in this run: in flight (sha -> future), finished (first 64 bits of the
-    # sha, so that a 100,000-image run holds 9 MB here and no analyses; a later identical
-    # file takes the analysis from the cache, and a prefix collision only costs a re-analysis)
+    # files analysed in this run: in flight (sha -> future), finished (the first 64 bits of
+    # the sha in a DigestSet, 8 bytes each and no analyses; a later identical file takes the
+    # analysis from the cache, and a prefix collision only costs a re-analysis)
     this_run: dict[str, Future] = {}
-    done_this_run: set[int] = set()
+    done_this_run = DigestSet(8)
     bar = tqdm(
         desc="analyse",
         unit="img",
@@ -543,7 +548,7 @@ def _analysed(
                 this_run.pop(record.sha, None)
                 if not analysis.get("transient"):
                     cache.put(record.sha, analysis)
-                    done_this_run.add(int(record.sha[:16], 16))
+                    done_this_run.add(bytes.fromhex(record.sha[:16]))
             settle(record, analysis)
 
     def start(record: _Record, item: SourceItem) -> None:
@@ -558,7 +563,7 @@ def _analysed(
         if record.path is None:
             cache.put_blob(record.sha, data)
             record.from_blob = True
-        key = int(record.sha[:16], 16)
+        key = bytes.fromhex(record.sha[:16])
         earlier = this_run.get(record.sha)
         cached = cache.get(record.sha) if earlier is None else None
         if earlier is not None:
@@ -852,6 +857,7 @@ def _drop_duplicates(
         spool_dir=work / "pairs",
         stats=stats,
         workers=config.workers or os.cpu_count() or 1,
+        memo=cache,
         **options,
     )
     bar = tqdm(

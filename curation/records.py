@@ -198,3 +198,51 @@ class Columns:
     def category_of(self, index: int) -> str | None:
         code = int(self.category[index])
         return None if code < 0 else self.category_names[code]
+
+
+class DigestSet:
+    """A set of fixed-size byte strings (digests, ``size`` bytes each) held in NumPy arrays.
+
+    For the sets a run adds to once per input (the files visited, the sources met, the
+    files analysed): a Python ``set`` of ``bytes`` or ``int`` keeps one small object per
+    input alive for the whole run, and those survivors, spread among the image's
+    temporaries, pin Python's small-object arenas, so that memory grew by about 1.4 KB an
+    input where the keys need 16 bytes. Here the keys live in a sorted array plus a small
+    unsorted buffer (merged into it when full): ``size`` bytes a key, O(log n) lookups.
+    """
+
+    def __init__(self, size: int = 16, buffer: int = 1024) -> None:
+        self.size = size
+        self._dtype = np.dtype(f"S{size}")
+        self._sorted = np.empty(0, self._dtype)
+        self._buffer = np.empty(buffer, self._dtype)
+        self._buffered = 0
+
+    def _key(self, key: bytes) -> np.ndarray:
+        """``key`` as a 0-d array: NumPy compares ``S`` arrays with their trailing NUL
+        bytes dropped, and every key has ``size`` bytes, so two compare equal exactly when
+        the keys are equal."""
+        if len(key) != self.size:
+            raise ValueError(f"a key of this set has {self.size} bytes, not {len(key)}")
+        return np.array(key, self._dtype)
+
+    def __contains__(self, key: bytes) -> bool:
+        probe = self._key(key)
+        if self._buffered and (self._buffer[: self._buffered] == probe).any():
+            return True
+        at = int(np.searchsorted(self._sorted, probe))
+        return bool((self._sorted[at : at + 1] == probe).any())
+
+    def add(self, key: bytes) -> None:
+        if key in self:
+            return
+        self._buffer[self._buffered] = self._key(key)
+        self._buffered += 1
+        if self._buffered == len(self._buffer):
+            merged = np.concatenate([self._sorted, self._buffer])
+            merged.sort(kind="stable")
+            self._sorted = merged
+            self._buffered = 0
+
+    def __len__(self) -> int:
+        return len(self._sorted) + self._buffered

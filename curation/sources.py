@@ -61,6 +61,7 @@ from typing import Any, NamedTuple
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from restorelab import __version__
+from restorelab.curation.records import DigestSet
 from restorelab.imageio import IMAGE_EXTENSIONS, is_image_file
 
 _LOG = logging.getLogger(__name__)
@@ -596,8 +597,8 @@ def _identity(item: SourceItem) -> str:
 
 
 def _run(plans: list[_Plan], options: _Options) -> Iterator[SourceItem]:
-    seen: set[bytes] = set()
-    identities: set[bytes] = set()  # 16-byte digests of the identities (9 MB per 100,000)
+    seen = DigestSet()
+    identities = DigestSet()  # 16-byte digests of the identities
     urls: set[str] = set()
     stats = options.stats
     for is_url, group in itertools.groupby(plans, key=lambda plan: plan.kind == "url"):
@@ -630,7 +631,7 @@ def _unique_urls(rows: Iterable[_UrlRow], urls: set[str], stats: SourceStats) ->
 
 
 def _iter_plan(
-    plan: _Plan, seen: set[bytes], urls: set[str], options: _Options
+    plan: _Plan, seen: DigestSet, urls: set[str], options: _Options
 ) -> Iterator[SourceItem]:
     kind, target = plan.kind, plan.target
     batch_size, fetch, exclude, stats = (
@@ -714,12 +715,12 @@ def _walk_images(
 
 
 def _path_key(path: Path) -> bytes:
-    """A 128-bit BLAKE2b digest of the resolved path: what sets of visited files hold (about
-    90 bytes each, so 9 MB for 100,000 files; a resolved ``Path`` costs about 600)."""
+    """A 128-bit BLAKE2b digest of the resolved path: what the set of visited files holds
+    (16 bytes each in a :class:`DigestSet`; a resolved ``Path`` costs about 600)."""
     return hashlib.blake2b(os.fsencode(path.resolve()), digest_size=16).digest()
 
 
-def _first_visit(path: Path, seen: set[bytes], stats: SourceStats | None = None) -> bool:
+def _first_visit(path: Path, seen: DigestSet, stats: SourceStats | None = None) -> bool:
     """Whether ``path`` (resolved) is met for the first time (``seen``: :func:`_path_key`
     of the files met so far)."""
     resolved = _path_key(path)
@@ -748,7 +749,7 @@ def _file_item(path: Path, root: Path | None) -> SourceItem:
     )
 
 
-def _iter_image_folder(root: Path, seen: set[bytes], options: _Options) -> Iterator[SourceItem]:
+def _iter_image_folder(root: Path, seen: DigestSet, options: _Options) -> Iterator[SourceItem]:
     """Image files below ``root`` (recursive, sorted), captions from sidecars."""
     for path in _walk_images(root, options.exclude, options.stats):
         if _first_visit(path, seen, options.stats):
@@ -756,7 +757,7 @@ def _iter_image_folder(root: Path, seen: set[bytes], options: _Options) -> Itera
 
 
 def _iter_image_files(
-    paths: Iterable[Path], seen: set[bytes], options: _Options
+    paths: Iterable[Path], seen: DigestSet, options: _Options
 ) -> Iterator[SourceItem]:
     """Single image files, captions from sidecars."""
     for path in paths:
@@ -767,7 +768,7 @@ def _iter_image_files(
 
 
 def _iter_glob(
-    matches: Iterable[Path], seen: set[bytes], urls: set[str], options: _Options
+    matches: Iterable[Path], seen: DigestSet, urls: set[str], options: _Options
 ) -> Iterator[SourceItem]:
     """Glob matches: image files, Parquet files and tar shards (other files are skipped)."""
     for path in matches:
@@ -887,7 +888,7 @@ def _metadata_rows(meta_file: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             yield line_no, row
 
 
-def _iter_imagefolder(root: Path, seen: set[bytes], options: _Options) -> Iterator[SourceItem]:
+def _iter_imagefolder(root: Path, seen: DigestSet, options: _Options) -> Iterator[SourceItem]:
     """A Hugging Face imagefolder: rows of its metadata files, then images none of them lists.
 
     Captions and metadata come from the metadata files (``text`` column), not from sidecars.

@@ -324,6 +324,35 @@ def test_largest_first_order_with_bounded_wait() -> None:
     assert len(queue) == 0 and queue.memory_bytes == 0
 
 
+def test_largest_first_holds_nothing_of_a_started_input() -> None:
+    """Streaming many inputs through the queue (listing ahead, taking the largest or the
+    oldest) leaves no started entry alive: before, an entry taken in listing order stayed
+    in the size heap, and a 100,000-image run's memory grew with the pool."""
+    import gc
+    import weakref
+
+    class Entry:
+        pass
+
+    rng = np.random.default_rng(1)
+    queue = pipeline._LargestFirst(patience=16)
+    alive: list[weakref.ref] = []
+    started = 0
+    for index in range(5000):
+        entry = Entry()
+        alive.append(weakref.ref(entry))
+        queue.add(index, int(rng.integers(1, 10**6)), entry)
+        del entry
+        if len(queue) > 8:
+            queue.pop()
+            started += 1
+    gc.collect()
+    assert sum(ref() is not None for ref in alive) == len(queue) == 5000 - started
+    while len(queue):
+        queue.pop()
+    assert all(ref() is None for ref in alive)
+
+
 @pytest.mark.parametrize("shape", [(1, 1), (1, 7), (300, 1), (257, 131), (129, 64)])
 def test_exported_png_is_lossless_and_the_same_with_threads(shape: tuple[int, int]) -> None:
     """The export's PNG decodes to the same pixels in Pillow and OpenCV, whatever the size

@@ -23,7 +23,7 @@ from restorelab.curation.dedup import (
     hamming_pairs,
     prefilter_vectors,
 )
-from restorelab.curation.records import Columns, RecordStore
+from restorelab.curation.records import Columns, DigestSet, RecordStore
 
 
 def _jpeg(pixels: np.ndarray, quality: int) -> np.ndarray:
@@ -108,6 +108,50 @@ def test_streamed_grouping_equals_scoring_every_candidate(pool, tmp_path, monkey
         assert 0 < stats["confirmed"] <= stats["aligned"] <= survivors
         assert stats["groups"] == len(reference)
         assert not list((tmp_path / "pairs").iterdir())  # spool files deleted
+    store.close()
+
+
+def test_alignment_scores_kept_in_the_cache_are_not_aligned_again(
+    pool, tmp_path, monkeypatch
+) -> None:
+    """With the analysis cache as memo, the groups are those without it; a re-run reuses
+    every score (aligning nothing), at another threshold too; a shard's scores merge."""
+    from restorelab.curation.cache import AnalysisCache
+
+    reference, _, _ = _brute_force_groups(pool)
+    store = ThumbnailStore(tmp_path / "thumbs")
+    for fp in pool:
+        store.append(fp)
+    members = np.arange(len(pool))
+    cache = AnalysisCache(tmp_path / "cache")
+    first: dict = {}
+    assert group_store(store, members, stats=first, workers=2, memo=cache) == reference
+    assert first["scores_reused"] == 0 and first["aligned"] > 0
+
+    def no_alignment(*args, **kwargs):
+        raise AssertionError("a pair was aligned again")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(dedup, "_score_pairs", no_alignment)
+        again: dict = {}
+        assert group_store(store, members, stats=again, memo=cache) == reference
+        assert again["scores_reused"] == again["aligned"] == first["aligned"]
+    stricter = group_store(store, members, min_similarity=0.9)
+    assert group_store(store, members, min_similarity=0.9, memo=cache) == stricter
+    # the keys are the fingerprints': the scores hold for any order and merge across caches
+    keys = store.keys
+    a, b = keys[members[:40]], keys[members[1:41]]
+    found, sims, overlaps = cache.pair_scores(a, b, dedup.SCORE_VERSION)
+    assert found.any() and np.isnan(sims[~found]).all()
+    assert np.array_equal(cache.pair_scores(b, a, dedup.SCORE_VERSION)[1], sims, equal_nan=True)
+    assert not cache.pair_scores(a, b, dedup.SCORE_VERSION + 1)[0].any()
+    merged = AnalysisCache(tmp_path / "merged")
+    merged.merge_from(tmp_path / "cache")
+    assert np.array_equal(
+        merged.pair_scores(a, b, dedup.SCORE_VERSION)[2], overlaps, equal_nan=True
+    )
+    merged.close()
+    cache.close()
     store.close()
 
 
@@ -209,6 +253,28 @@ def test_record_store_and_columns_round_trip(tmp_path) -> None:
     assert len(columns) == 5 and columns.alive.tolist() == [True, True, False, True, True]
     assert np.isnan(columns.quality[2]) and columns.quality[3] == 0.3
     assert [columns.category_of(k) for k in range(5)] == ["x", None, "x", "y", "x"]
+
+
+@pytest.mark.parametrize("size", [8, 16])
+def test_digest_set_holds_the_same_keys_as_a_set(size: int) -> None:
+    """Membership and length as a Python set's, across merges of the buffer into the sorted
+    array, for keys that differ only in trailing NUL bytes too (NumPy's ``S`` dtype drops
+    those when it compares)."""
+    rng = np.random.default_rng(0)
+    keys = [bytes(rng.integers(0, 256, size, dtype=np.uint8)) for _ in range(300)]
+    keys += [b"\0" * size, b"a" + b"\0" * (size - 1), b"a" + b"\0" * (size - 2) + b"\1"]
+    digests, reference = DigestSet(size, buffer=7), set()
+    for key in keys + keys[:50]:  # the repeats are not added twice
+        assert (key in digests) == (key in reference)
+        digests.add(key)
+        reference.add(key)
+    assert len(digests) == len(reference) == 303
+    for _ in range(200):
+        key = bytes(rng.integers(0, 256, size, dtype=np.uint8))
+        assert (key in digests) == (key in reference)
+    assert b"a" + b"\0" * (size - 2) + b"\2" not in digests
+    with pytest.raises(ValueError, match=f"{size} bytes, not 3"):
+        digests.add(b"abc")
 
 
 def test_curate_keeps_no_fingerprint_in_its_records(tmp_path, monkeypatch) -> None:
