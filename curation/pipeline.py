@@ -571,8 +571,7 @@ def _analysed(
         elif cached is not None and (
             not want_faces or cached.get("faces") is not None or cached.get("error")
         ):
-            record.cache_hit = key not in done_this_run
-            done_this_run.add(key)
+            record.cache_hit = done_this_run.add(key)  # not analysed earlier in this run
             settle(record, cached)
         elif pool is None:
             analysis = run(data, item.source)

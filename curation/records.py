@@ -233,9 +233,10 @@ class DigestSet:
         at = int(np.searchsorted(self._sorted, probe))
         return bool((self._sorted[at : at + 1] == probe).any())
 
-    def add(self, key: bytes) -> None:
+    def add(self, key: bytes) -> bool:
+        """Add ``key``; True when it was not in the set (one lookup for both)."""
         if key in self:
-            return
+            return False
         self._buffer[self._buffered] = self._key(key)
         self._buffered += 1
         if self._buffered == len(self._buffer):
@@ -243,6 +244,7 @@ class DigestSet:
             merged.sort(kind="stable")
             self._sorted = merged
             self._buffered = 0
+        return True
 
     def __len__(self) -> int:
         return len(self._sorted) + self._buffered

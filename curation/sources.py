@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import glob
 import hashlib
 import http.client
@@ -375,7 +376,7 @@ def count_sources(
 
 
 def _count(specs: Iterable[str | os.PathLike], exclude: tuple[Path, ...], split: str) -> int | None:
-    files: set[bytes] = set()  # digests of the resolved paths (see _path_key)
+    files = DigestSet()  # digests of the resolved paths (see _path_key)
     tables: set[tuple[str, str]] = set()  # (kind, resolved target) counted once
     rows = 0
     stats = SourceStats()
@@ -397,7 +398,8 @@ def _count(specs: Iterable[str | os.PathLike], exclude: tuple[Path, ...], split:
             plan = _resolve(os.fspath(spec), exclude)
             if plan.kind in ("folder", "imagefolder"):
                 root = Path(plan.target)
-                files.update(_path_key(p) for p in _walk_images(root, exclude, stats))
+                for path in _walk_images(root, exclude, stats):
+                    files.add(_path_key(path))
             elif plan.kind == "file":
                 if not _is_excluded(Path(plan.target), exclude):
                     files.add(_path_key(Path(plan.target)))
@@ -559,18 +561,20 @@ def _resolve(text: str, exclude: tuple[Path, ...] = ()) -> _Plan:
 
 def _folder_kind(folder: Path, exclude: tuple[Path, ...] = ()) -> str:
     """``arrow``, ``imagefolder``, ``parquet-folder``, ``webdataset-folder`` or ``folder``."""
-    names = set(os.listdir(folder))
+    with os.scandir(folder) as entries:
+        listing = list(entries)
+    names = {entry.name for entry in listing}
     if "dataset_dict.json" in names or {"dataset_info.json", "state.json"} <= names:
         return "arrow"
     if names & set(_IMAGEFOLDER_METADATA):
         return "imagefolder"
-    for name in sorted(names):
+    # the sub-folders only (a pool's folder of 100,000 files is not probed file by file)
+    folders = sorted(e.name for e in listing if not e.name.startswith(".") and e.is_dir())
+    for name in folders:
         sub = folder / name
         if _is_excluded(sub, exclude):
             continue
-        if not name.startswith(".") and any(
-            (sub / meta).is_file() for meta in _IMAGEFOLDER_METADATA
-        ):
+        if any((sub / meta).is_file() for meta in _IMAGEFOLDER_METADATA):
             return "imagefolder"
     tables = shards = False
     for path in _walk_files(folder, exclude):
@@ -587,7 +591,7 @@ def _identity(item: SourceItem) -> str:
     """What makes an input the same input: its resolved file, or its source with the file
     part resolved (``/abs/t.parquet#row=3``), or its URL."""
     if item.path is not None and item.data is None:
-        return str(item.path.resolve())
+        return _resolved(item.path)
     if "://" in item.source:
         return item.source
     base, sep, fragment = item.source.rpartition("#")
@@ -611,10 +615,9 @@ def _run(plans: list[_Plan], options: _Options) -> Iterator[SourceItem]:
             identity = hashlib.blake2b(
                 _identity(item).encode("utf-8", "surrogateescape"), digest_size=16
             ).digest()
-            if identity in identities:
+            if not identities.add(identity):
                 stats.repeated += 1
                 continue
-            identities.add(identity)
             if item.caption is not None and item.caption_from:
                 stats.caption_columns[item.caption_from] += 1
             yield item
@@ -717,19 +720,35 @@ def _walk_images(
 def _path_key(path: Path) -> bytes:
     """A 128-bit BLAKE2b digest of the resolved path: what the set of visited files holds
     (16 bytes each in a :class:`DigestSet`; a resolved ``Path`` costs about 600)."""
-    return hashlib.blake2b(os.fsencode(path.resolve()), digest_size=16).digest()
+    return hashlib.blake2b(os.fsencode(_resolved(path)), digest_size=16).digest()
+
+
+def _resolved(path: str | os.PathLike) -> str:
+    """``os.path.realpath(path)`` with one ``lstat`` for a file that is not a symbolic
+    link: its folder is resolved once per folder (``realpath`` takes an ``lstat`` per path
+    component, and every input was resolved three times: 18 calls a file in a pool five
+    folders deep)."""
+    folder, name = os.path.split(os.path.abspath(path))
+    real = os.path.join(_real_folder(folder), name)
+    return os.path.realpath(real) if os.path.islink(real) else real
+
+
+@functools.lru_cache(maxsize=64)
+def _real_folder(folder: str) -> str:
+    """``os.path.realpath`` of an absolute folder path (cached: the files of one folder
+    come together)."""
+    return os.path.realpath(folder)
 
 
 def _first_visit(path: Path, seen: DigestSet, stats: SourceStats | None = None) -> bool:
     """Whether ``path`` (resolved) is met for the first time (``seen``: :func:`_path_key`
     of the files met so far)."""
     resolved = _path_key(path)
-    if resolved in seen:
-        if stats is not None:
-            stats.repeated += 1
-        return False
-    seen.add(resolved)
-    return True
+    if seen.add(resolved):
+        return True
+    if stats is not None:
+        stats.repeated += 1
+    return False
 
 
 def _category(path: Path, root: Path | None) -> dict[str, str]:

@@ -266,7 +266,7 @@ def test_digest_set_holds_the_same_keys_as_a_set(size: int) -> None:
     digests, reference = DigestSet(size, buffer=7), set()
     for key in keys + keys[:50]:  # the repeats are not added twice
         assert (key in digests) == (key in reference)
-        digests.add(key)
+        assert digests.add(key) == (key not in reference)  # True when new
         reference.add(key)
     assert len(digests) == len(reference) == 303
     for _ in range(200):

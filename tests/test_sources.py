@@ -522,6 +522,28 @@ def test_bad_specs_raise_naming_them(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- accounting
 
 
+def test_a_file_reached_through_links_enters_once(
+    tmp_path: Path, small: dict[str, np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file, a link to it in the same folder, a linked folder and a relative spelling of
+    the folder are one input (resolved paths), counted as repeated; two files stay two."""
+    from restorelab.curation import SourceStats
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "a.png").write_bytes(encode(small["coffee"], "PNG"))
+    (photos / "b.png").write_bytes(encode(small["astronaut"], "PNG"))
+    (photos / "link.png").symlink_to(photos / "a.png")
+    (tmp_path / "alias").symlink_to(photos, target_is_directory=True)
+    monkeypatch.chdir(tmp_path)
+    specs = [photos, tmp_path / "alias", "photos", Path("alias") / "b.png"]
+    stats = SourceStats()
+    items = list(iter_sources(specs, stats=stats))
+    assert [Path(item.source).name for item in items] == ["a.png", "b.png"]
+    assert stats.repeated == 1 + 3 + 3 + 1
+    assert count_sources(specs) == 2
+
+
 def test_each_input_identity_enters_once_however_sources_overlap(
     tmp_path: Path, small: dict[str, np.ndarray], server: _Server
 ) -> None:
