@@ -435,15 +435,17 @@ def _count(specs: Iterable[str | os.PathLike], exclude: tuple[Path, ...], split:
                 rows += 0  # URLs: counted below, once each
     except _UnknownSizeError:
         return None
-    urls: set[str] = set()
+    urls = DigestSet()  # digests of the URLs (see _url_key)
     for spec in specs:
         plan = _resolve(os.fspath(spec), exclude)
         if plan.kind == "url-txt":
-            urls.update(r.url for r in _url_rows_txt(Path(plan.target)))
+            for row in _url_rows_txt(Path(plan.target)):
+                urls.add(_url_key(row.url))
         elif plan.kind == "url-csv":
-            urls.update(r.url for r in _url_rows_csv(Path(plan.target)))
+            for row in _url_rows_csv(Path(plan.target)):
+                urls.add(_url_key(row.url))
         elif plan.kind == "url":
-            urls.add(plan.target)
+            urls.add(_url_key(plan.target))
     return len(files) + rows + len(urls)
 
 
@@ -596,14 +598,14 @@ def _identity(item: SourceItem) -> str:
         return item.source
     base, sep, fragment = item.source.rpartition("#")
     if sep:
-        return f"{Path(base).resolve()}#{fragment}"
-    return str(Path(item.source).resolve())
+        return f"{_resolved(base)}#{fragment}"
+    return _resolved(item.source)
 
 
 def _run(plans: list[_Plan], options: _Options) -> Iterator[SourceItem]:
     seen = DigestSet()
     identities = DigestSet()  # 16-byte digests of the identities
-    urls: set[str] = set()
+    urls = DigestSet()
     stats = options.stats
     for is_url, group in itertools.groupby(plans, key=lambda plan: plan.kind == "url"):
         if is_url:  # consecutive URL specs share one download window
@@ -623,18 +625,22 @@ def _run(plans: list[_Plan], options: _Options) -> Iterator[SourceItem]:
             yield item
 
 
-def _unique_urls(rows: Iterable[_UrlRow], urls: set[str], stats: SourceStats) -> Iterator[_UrlRow]:
+def _url_key(url: str) -> bytes:
+    """A 128-bit BLAKE2b digest of ``url``: what the sets of listed URLs hold."""
+    return hashlib.blake2b(url.encode("utf-8", "surrogateescape"), digest_size=16).digest()
+
+
+def _unique_urls(rows: Iterable[_UrlRow], urls: DigestSet, stats: SourceStats) -> Iterator[_UrlRow]:
     """``rows`` without URLs already listed (downloaded once, counted as repeated)."""
     for row in rows:
-        if row.url and row.url in urls:
+        if row.url and not urls.add(_url_key(row.url)):
             stats.repeated += 1
             continue
-        urls.add(row.url)
         yield row
 
 
 def _iter_plan(
-    plan: _Plan, seen: DigestSet, urls: set[str], options: _Options
+    plan: _Plan, seen: DigestSet, urls: DigestSet, options: _Options
 ) -> Iterator[SourceItem]:
     kind, target = plan.kind, plan.target
     batch_size, fetch, exclude, stats = (
@@ -787,7 +793,7 @@ def _iter_image_files(
 
 
 def _iter_glob(
-    matches: Iterable[Path], seen: DigestSet, urls: set[str], options: _Options
+    matches: Iterable[Path], seen: DigestSet, urls: DigestSet, options: _Options
 ) -> Iterator[SourceItem]:
     """Glob matches: image files, Parquet files and tar shards (other files are skipped)."""
     for path in matches:
@@ -1009,7 +1015,7 @@ def _parquet_image_column(schema: Any) -> str | None:
 
 
 def _iter_parquet(
-    path: Path, *, batch_size: int, fetch: FetchConfig, urls: set[str] | None = None
+    path: Path, *, batch_size: int, fetch: FetchConfig, urls: DigestSet | None = None
 ) -> Iterator[SourceItem]:
     """Rows of a Parquet file, ``batch_size`` at a time: images, or URLs to download."""
     import pyarrow as pa
