@@ -279,7 +279,8 @@ def test_digest_set_holds_the_same_keys_as_a_set(size: int) -> None:
 
 def test_curate_keeps_no_fingerprint_in_its_records(tmp_path, monkeypatch) -> None:
     """The records a run keeps (in its record store) carry no thumbnail, and the work files
-    are gone when the dataset is swapped in; the summary reports the candidate counts."""
+    are gone when the dataset is swapped in; the summary reports the candidate counts, and
+    a re-run's alignment scores come from the cache."""
     from restorelab.curation import pipeline
     from restorelab.curation.schema import CurationConfig
 
@@ -308,4 +309,10 @@ def test_curate_keeps_no_fingerprint_in_its_records(tmp_path, monkeypatch) -> No
     summary = json.loads((out / "curation.json").read_text())
     near = summary["near_duplicates"]
     assert near["images"] == 3 and near["groups"] == 1 and near["candidates"] >= 1
+    assert near["aligned"] >= 1 and near["scores_reused"] == 0
     assert Path(out / "metadata.jsonl").read_text().count("\n") == 2
+    # a re-run takes the alignment scores from the cache: the same groups, nothing aligned
+    pipeline.curate([src], out, config, progress=False)
+    again = json.loads((out / "curation.json").read_text())["near_duplicates"]
+    assert again["scores_reused"] == again["aligned"] == near["aligned"]
+    assert again["groups"] == 1
