@@ -207,16 +207,23 @@ class DigestSet:
     files analysed): a Python ``set`` of ``bytes`` or ``int`` keeps one small object per
     input alive for the whole run, and those survivors, spread among the image's
     temporaries, pin Python's small-object arenas, so that memory grew by about 1.4 KB an
-    input where the keys need 16 bytes. Here the keys live in a sorted array plus a small
-    unsorted buffer (merged into it when full): ``size`` bytes a key, O(log n) lookups.
+    input where the keys need 16 bytes. Here the keys live in a few sorted arrays (runs)
+    plus a small unsorted buffer: ``size`` bytes a key. A full buffer becomes a run, merged
+    with the runs before it while they are under :data:`_GROWTH` times its size, so each
+    run is at least that many times larger than the next: about log(n / buffer) runs, and
+    each key is merged that many times (O(n log n) in all, where one sorted array would be
+    re-sorted per buffer, O(n²)); a lookup searches each run.
     """
+
+    _GROWTH = 4
 
     def __init__(self, size: int = 16, buffer: int = 1024) -> None:
         self.size = size
         self._dtype = np.dtype(f"S{size}")
-        self._sorted = np.empty(0, self._dtype)
+        self._runs: list[np.ndarray] = []
         self._buffer = np.empty(buffer, self._dtype)
         self._buffered = 0
+        self._count = 0
 
     def _key(self, key: bytes) -> np.ndarray:
         """``key`` as a 0-d array: NumPy compares ``S`` arrays with their trailing NUL
@@ -226,25 +233,34 @@ class DigestSet:
             raise ValueError(f"a key of this set has {self.size} bytes, not {len(key)}")
         return np.array(key, self._dtype)
 
-    def __contains__(self, key: bytes) -> bool:
-        probe = self._key(key)
+    def _has(self, probe: np.ndarray) -> bool:
         if self._buffered and (self._buffer[: self._buffered] == probe).any():
             return True
-        at = int(np.searchsorted(self._sorted, probe))
-        return bool((self._sorted[at : at + 1] == probe).any())
+        for run in self._runs:
+            at = int(np.searchsorted(run, probe))
+            if (run[at : at + 1] == probe).any():
+                return True
+        return False
+
+    def __contains__(self, key: bytes) -> bool:
+        return self._has(self._key(key))
 
     def add(self, key: bytes) -> bool:
         """Add ``key``; True when it was not in the set (one lookup for both)."""
-        if key in self:
+        probe = self._key(key)
+        if self._has(probe):
             return False
-        self._buffer[self._buffered] = self._key(key)
+        self._buffer[self._buffered] = probe
         self._buffered += 1
+        self._count += 1
         if self._buffered == len(self._buffer):
-            merged = np.concatenate([self._sorted, self._buffer])
-            merged.sort(kind="stable")
-            self._sorted = merged
+            run = np.sort(self._buffer)
+            while self._runs and len(self._runs[-1]) < self._GROWTH * len(run):
+                run = np.concatenate([self._runs.pop(), run])
+                run.sort(kind="stable")
+            self._runs.append(run)
             self._buffered = 0
         return True
 
     def __len__(self) -> int:
-        return len(self._sorted) + self._buffered
+        return self._count
