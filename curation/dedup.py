@@ -493,8 +493,9 @@ def _join_confirmed(
     Each pair's score depends on that pair only, so the groups are those of scoring every
     candidate. When under half of a round is confirmed (candidates are mostly different
     photos), the rest is scored at once, as rounds would not save work. The bar counts the
-    pairs aligned, as they are (its rate is then the alignment's, so the ETA holds), and
-    jumps to its end for the pairs found joined without aligning.
+    pairs aligned, as they are (its rate is then the alignment's, so the ETA holds), takes
+    the pairs whose scores come from ``memo`` off its total as they are found, and jumps to
+    its end for the pairs found joined without aligning.
     """
     parent = list(range(len(members)))
 
@@ -532,14 +533,18 @@ def _join_confirmed(
                 rest.close()
                 break
             good_count = 0
-            for ci, cj, sims, overlaps in _scored(store, members, batch, workers, memo, stats):
+            scored = _scored(store, members, batch, workers, memo, stats)
+            for ci, cj, sims, overlaps, reused in scored:
                 good = (sims >= min_similarity) & (overlaps >= min_overlap)
                 good_count += int(good.sum())
                 for i, j in zip(ci[good].tolist(), cj[good].tolist(), strict=True):
                     ri, rj = root(parent, i), root(parent, j)
                     if ri != rj:
                         parent[max(ri, rj)] = min(ri, rj)
-                bar.update(min(len(ci), bar.total - bar.n))
+                if reused:  # scores from the memo leave the bar: it counts alignments only
+                    bar.total -= reused
+                    bar.refresh()
+                bar.update(min(len(ci) - reused, bar.total - bar.n))
             stats["aligned"] += len(batch)
             stats["confirmed"] += good_count
             optimistic = 2 * good_count >= len(batch)
@@ -558,7 +563,8 @@ def _scored(
     memo: ScoreMemo | None = None,
     stats: dict | None = None,
 ):
-    """(i, j, similarity, overlap) of the batch's pairs, chunk by chunk, in order; scored on
+    """(i, j, similarity, overlap, reused) of the batch's pairs, chunk by chunk, in order
+    (``reused``: how many of the chunk's scores came from ``memo``); scored on
     ``workers`` threads (the alignment's batched NumPy work releases the GIL; each pair's
     score depends on that pair only, so the scores are those of one thread). With ``memo``,
     the pairs found there are not aligned, and the others' scores are added to it (both in
@@ -590,7 +596,9 @@ def _scored(
 
     def remember(result):
         ci, cj, sims, overlaps, todo = result
-        if memo is not None and todo.any():
+        if todo is None:
+            return ci, cj, sims, overlaps, 0
+        if todo.any():
             memo.put_pair_scores(
                 keys[members[ci[todo]]],
                 keys[members[cj[todo]]],
@@ -598,7 +606,7 @@ def _scored(
                 overlaps[todo],
                 SCORE_VERSION,
             )
-        return ci, cj, sims, overlaps
+        return ci, cj, sims, overlaps, int(len(ci) - todo.sum())
 
     if workers <= 1:
         yield from (remember(score(*job)) for job in jobs())
