@@ -29,11 +29,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from restorelab.benchmark.metrics import create_metric
 from restorelab.degradations.base import apply_level, degrade_with_params, get_degradation
 from restorelab.degradations.grid import Grid
+from restorelab.progress import tqdm
 
 #: Level of each op that leaves an image (nearly) unchanged: the ``t = 0`` end of the fractional
 #: severities below 1. ``None`` in a tuple keeps that component of level 1 (e.g. the defocus

@@ -38,7 +38,6 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
-from tqdm.auto import tqdm
 
 from restorelab.benchmark.metrics.base import CellContext, Metric
 from restorelab.benchmark.pairing import match_folders
@@ -53,6 +52,7 @@ from restorelab.devices import resolve_device
 from restorelab.environment import hardware_info, package_versions
 from restorelab.imageio import read_image
 from restorelab.parallel import process_pool
+from restorelab.progress import tqdm
 from restorelab.results import (
     RESULTS_SCHEMA,
     RUN_FILE,

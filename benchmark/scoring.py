@@ -127,9 +127,8 @@ def score_folders(
     with its reason (``"<ExceptionType>: message"``) and the others go on. Raises
     ``ValueError`` when no file of ``dist`` matches one in ``ref``.
     """
-    from tqdm.auto import tqdm
-
     from restorelab.benchmark.pairing import match_folders
+    from restorelab.progress import tqdm
 
     pairs, unmatched = match_folders(dist, ref, labels=("dist", "ref"))
     if not pairs:

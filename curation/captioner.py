@@ -37,9 +37,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from restorelab.imageio import check_image, pixel_hash
+from restorelab.progress import tqdm
 from restorelab.weights import MissingWeightsError
 
 #: SUPIR's captioning instruction (for chat models such as LLaVA).

@@ -402,7 +402,7 @@ def group_store(
         raise ValueError(f"min_similarity must be in [-1, 1], got {min_similarity}")
     if not 0.0 <= min_overlap <= 1.0:
         raise ValueError(f"min_overlap must be in [0, 1], got {min_overlap}")
-    from tqdm.auto import tqdm
+    from restorelab.progress import tqdm
 
     members = np.asarray(members, np.int64).ravel()
     if len(members) > 1 and not (np.diff(members) > 0).all():

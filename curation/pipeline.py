@@ -41,7 +41,6 @@ from typing import Any
 import cv2
 import numpy as np
 from PIL import Image
-from tqdm.auto import tqdm
 
 from restorelab.corpus import METADATA_FILE
 from restorelab.curation.cache import AnalysisCache
@@ -59,6 +58,7 @@ from restorelab.imageio import (
     pixel_hash,
 )
 from restorelab.memory import keep_freed_memory
+from restorelab.progress import tqdm
 from restorelab.results import write_json_atomic
 
 REJECTED_FILE = "rejected.csv"

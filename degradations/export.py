@@ -21,14 +21,13 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from restorelab.corpus import CorpusFingerprint, CorpusItem, load_corpus
 from restorelab.degradations.base import degrade_with_params
 from restorelab.degradations.grid import Grid
 from restorelab.degradations.gridspec import GridSpec
 from restorelab.imageio import read_image, write_image
 from restorelab.parallel import process_pool
+from restorelab.progress import tqdm
 from restorelab.results import PartSchema, ResultsStore, write_json_atomic
 
 MANIFEST_KEYS = ("image_id", "degradation", "severity", "seed")

@@ -11,8 +11,6 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
-
 T = TypeVar("T")
 
 
@@ -25,6 +23,8 @@ def load_yaml(path: str | os.PathLike) -> dict:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
+    import yaml  # here, not at import: most commands read no YAML (8 ms of start-up)
+
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
@@ -65,6 +65,8 @@ def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
         raise ConfigError(f"empty name in spec {spec!r}")
     options: dict[str, Any] = {}
     if rest.strip():
+        import yaml
+
         for item in rest.split(","):
             key, eq, value = item.partition("=")
             if not eq or not key.strip():

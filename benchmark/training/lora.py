@@ -615,7 +615,8 @@ class _Trainer:
 
     def _fill_cache(self, progress: bool) -> None:
         import torch
-        from tqdm.auto import tqdm
+
+        from restorelab.progress import tqdm
 
         accelerator, cache = self.accelerator, self.cache
         rank, world = accelerator.process_index, accelerator.num_processes
@@ -980,7 +981,8 @@ class _Trainer:
     def run(self, checkpoint: Path | None, *, progress: bool) -> TrainResult:
         import torch
         from diffusers.optimization import get_scheduler
-        from tqdm.auto import tqdm
+
+        from restorelab.progress import tqdm
 
         config, accelerator = self.config, self.accelerator
         optimizer = self._optimizer()

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import click
-from tqdm.auto import tqdm
 
 from restorelab.corpus import METADATA_FILE
 from restorelab.imageio import iter_image_files, read_image, write_image
+from restorelab.progress import tqdm
 
 
 @dataclass
