@@ -734,6 +734,9 @@ def _resolved(path: str | os.PathLike) -> str:
     link: its folder is resolved once per folder (``realpath`` takes an ``lstat`` per path
     component, and every input was resolved three times: 18 calls a file in a pool five
     folders deep)."""
+    path = os.fspath(path)
+    if ".." in path.split(os.sep):  # a link before ".." must be followed first
+        return os.path.realpath(path)
     folder, name = os.path.split(os.path.abspath(path))
     real = os.path.join(_real_folder(folder), name)
     return os.path.realpath(real) if os.path.islink(real) else real

@@ -10,6 +10,7 @@ import csv
 import http.server
 import io
 import json
+import os
 import tarfile
 import threading
 import time
@@ -542,6 +543,19 @@ def test_a_file_reached_through_links_enters_once(
     assert [Path(item.source).name for item in items] == ["a.png", "b.png"]
     assert stats.repeated == 1 + 3 + 3 + 1
     assert count_sources(specs) == 2
+    # the fast resolution is realpath's, ".." after a link and relative spellings included
+    from restorelab.curation.sources import _resolved
+
+    (tmp_path / "deep" / "sub").mkdir(parents=True)
+    (tmp_path / "jump").symlink_to(tmp_path / "deep" / "sub", target_is_directory=True)
+    for spelled in [
+        photos / "link.png",
+        Path("alias") / "a.png",
+        Path("jump") / ".." / "sub",
+        tmp_path / "jump" / ".." / "photos" / "b.png",
+        "photos/../alias/b.png",
+    ]:
+        assert _resolved(spelled) == os.path.realpath(spelled)
 
 
 def test_each_input_identity_enters_once_however_sources_overlap(
