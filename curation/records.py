@@ -14,6 +14,9 @@ embeddings (about 9.5 KB an image in all). So:
   (about 60 bytes an image): alive or rejected, fails a filter, decoded-pixel hash, quality
   score, category code, selection rank, cache hit.
 - Thumbnails go to :class:`restorelab.curation.dedup.ThumbnailStore`.
+- The sets a run fills once per input (files visited, inputs met, files analysed) are
+  :class:`DigestSet` s of fixed-size digests in NumPy arrays, not Python sets, whose one
+  small object per input pinned the interpreter's small-object arenas.
 """
 
 from __future__ import annotations
