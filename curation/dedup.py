@@ -533,7 +533,7 @@ def _join_confirmed(
                 rest.close()
                 break
             good_count = 0
-            scored = _scored(store, members, batch, workers, memo, stats)
+            scored = _scored(store, members, batch, workers, memo)
             for ci, cj, sims, overlaps, reused in scored:
                 good = (sims >= min_similarity) & (overlaps >= min_overlap)
                 good_count += int(good.sum())
@@ -542,6 +542,7 @@ def _join_confirmed(
                     if ri != rj:
                         parent[max(ri, rj)] = min(ri, rj)
                 if reused:  # scores from the memo leave the bar: it counts alignments only
+                    stats["scores_reused"] += reused
                     bar.total -= reused
                     bar.refresh()
                 bar.update(min(len(ci) - reused, bar.total - bar.n))
@@ -561,7 +562,6 @@ def _scored(
     batch: _PairSpools,
     workers: int,
     memo: ScoreMemo | None = None,
-    stats: dict | None = None,
 ):
     """(i, j, similarity, overlap, reused) of the batch's pairs, chunk by chunk, in order
     (``reused``: how many of the chunk's scores came from ``memo``); scored on
@@ -590,8 +590,6 @@ def _scored(
                     keys[members[ci]], keys[members[cj]], SCORE_VERSION
                 )
                 known = (found, np.asarray(sims, np.float64), np.asarray(overlaps, np.float64))
-                if stats is not None:
-                    stats["scores_reused"] = stats.get("scores_reused", 0) + int(found.sum())
             yield ci, cj, known
 
     def remember(result):

@@ -435,17 +435,17 @@ def _count(specs: Iterable[str | os.PathLike], exclude: tuple[Path, ...], split:
                 rows += 0  # URLs: counted below, once each
     except _UnknownSizeError:
         return None
-    urls = DigestSet()  # digests of the URLs (see _url_key)
+    urls = DigestSet()  # digests of the URLs (see _digest)
     for spec in specs:
         plan = _resolve(os.fspath(spec), exclude)
         if plan.kind == "url-txt":
             for row in _url_rows_txt(Path(plan.target)):
-                urls.add(_url_key(row.url))
+                urls.add(_digest(row.url))
         elif plan.kind == "url-csv":
             for row in _url_rows_csv(Path(plan.target)):
-                urls.add(_url_key(row.url))
+                urls.add(_digest(row.url))
         elif plan.kind == "url":
-            urls.add(_url_key(plan.target))
+            urls.add(_digest(plan.target))
     return len(files) + rows + len(urls)
 
 
@@ -614,10 +614,7 @@ def _run(plans: list[_Plan], options: _Options) -> Iterator[SourceItem]:
         else:
             stream = (item for plan in group for item in _iter_plan(plan, seen, urls, options))
         for item in stream:
-            identity = hashlib.blake2b(
-                _identity(item).encode("utf-8", "surrogateescape"), digest_size=16
-            ).digest()
-            if not identities.add(identity):
+            if not identities.add(_digest(_identity(item))):
                 stats.repeated += 1
                 continue
             if item.caption is not None and item.caption_from:
@@ -625,15 +622,16 @@ def _run(plans: list[_Plan], options: _Options) -> Iterator[SourceItem]:
             yield item
 
 
-def _url_key(url: str) -> bytes:
-    """A 128-bit BLAKE2b digest of ``url``: what the sets of listed URLs hold."""
-    return hashlib.blake2b(url.encode("utf-8", "surrogateescape"), digest_size=16).digest()
+def _digest(text: str) -> bytes:
+    """A 128-bit BLAKE2b digest of ``text`` (a URL, an input's identity, a resolved path):
+    what the sets of inputs met hold, 16 bytes each in a :class:`DigestSet`."""
+    return hashlib.blake2b(text.encode("utf-8", "surrogateescape"), digest_size=16).digest()
 
 
 def _unique_urls(rows: Iterable[_UrlRow], urls: DigestSet, stats: SourceStats) -> Iterator[_UrlRow]:
     """``rows`` without URLs already listed (downloaded once, counted as repeated)."""
     for row in rows:
-        if row.url and not urls.add(_url_key(row.url)):
+        if row.url and not urls.add(_digest(row.url)):
             stats.repeated += 1
             continue
         yield row
@@ -726,7 +724,7 @@ def _walk_images(
 def _path_key(path: Path) -> bytes:
     """A 128-bit BLAKE2b digest of the resolved path: what the set of visited files holds
     (16 bytes each in a :class:`DigestSet`; a resolved ``Path`` costs about 600)."""
-    return hashlib.blake2b(os.fsencode(_resolved(path)), digest_size=16).digest()
+    return _digest(_resolved(path))
 
 
 def _resolved(path: str | os.PathLike) -> str:
